@@ -1,0 +1,1 @@
+"""HTTP routes: thin wrappers over the plain modules of :mod:`cds`."""

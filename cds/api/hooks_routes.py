@@ -1,0 +1,172 @@
+"""The CDS Hooks routes: discovery, service calls and feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from cds.api.body import read_json
+from cds.api.responses import JSONResponse
+from cds.calllog import log_call
+from cds.errors import BadRequest, RequestError, UnknownService
+from cds.hooks import (
+    CdsResponse,
+    DiscoveryResponse,
+    FeedbackRequest,
+    HookRequest,
+    ServiceDescriptor,
+    dump_model,
+)
+from cds.knowledge import Service
+from cds.runtime import Runtime
+from cds.service_call import run_service
+
+__all__ = ["discovery_document", "router", "validation_message"]
+
+router = APIRouter()
+SPEC_VERSION = "2.0.1"
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def validation_message(exc: ValidationError, what: str) -> BadRequest:
+    """A 400 naming each bad field; never echoes the submitted values (they may be PHI)."""
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}"
+        for err in exc.errors()[:10]
+    ]
+    return BadRequest(
+        f"invalid {what}: " + "; ".join(problems),
+        expression=[".".join(str(p) for p in err["loc"]) for err in exc.errors()[:10]],
+    )
+
+
+def discovery_document(services: dict[str, Service]) -> DiscoveryResponse:
+    return DiscoveryResponse(
+        services=[
+            ServiceDescriptor(
+                hook=service.spec.hook,
+                id=service.spec.id,
+                title=service.spec.title,
+                description=service.spec.description,
+                prefetch=service.prefetch.templates(),
+                version=SPEC_VERSION,
+            )
+            for service in services.values()
+        ]
+    )
+
+
+@router.get(
+    "/cds-services",
+    response_model=DiscoveryResponse,
+    response_model_exclude_none=True,
+    summary="CDS Hooks discovery",
+)
+async def discovery(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    document = getattr(request.app.state, "discovery", None)
+    if document is None:
+        document = dump_model(discovery_document(runtime.knowledge.services))
+        request.app.state.discovery = document
+    return JSONResponse(document)
+
+
+def _service(runtime: Runtime, service_id: str) -> Service:
+    service = runtime.knowledge.services.get(service_id)
+    if service is None:
+        raise UnknownService(f"no CDS service with id {service_id!r}", expression=["id"])
+    return service
+
+
+@router.post(
+    "/cds-services/{service_id}",
+    response_model=CdsResponse,
+    summary="Call a CDS service",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": HookRequest.model_json_schema(by_alias=True)}
+            },
+        }
+    },
+)
+async def call_service(service_id: str, request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    started = time.perf_counter()
+    fields: dict[str, Any] = {"service": service_id}
+    status = 500
+    try:
+        service = _service(runtime, service_id)
+        body = await read_json(request, runtime.settings.max_body_bytes)
+        try:
+            hook_request = HookRequest.model_validate(body)
+        except ValidationError as exc:
+            raise validation_message(exc, "CDS Hooks request") from None
+        fields.update(hook=hook_request.hook, hookInstance=hook_request.hook_instance[:64])
+        result = await run_service(
+            service,
+            hook_request,
+            knowledge=runtime.knowledge,
+            settings=runtime.settings,
+            http=runtime.http,
+            now=datetime.now(UTC),
+            store=runtime.store,
+        )
+        status = 200
+        fields.update(
+            cards=len(result.response.cards),
+            rules=[f.rule.id for f in result.fired],
+            fetched=result.fetched,
+            fetchErrors=result.fetch_errors,
+            skippedResources=result.skipped_resources,
+        )
+        request.state.call_result = result
+        return JSONResponse(dump_model(result.response))
+    except RequestError as exc:
+        status = exc.status
+        fields["error"] = type(exc).__name__
+        raise
+    finally:
+        fields.update(status=status, durationMs=round((time.perf_counter() - started) * 1000, 2))
+        log_call(**fields)
+
+
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    summary="Report what the clinician did with cards",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": FeedbackRequest.model_json_schema(by_alias=True)}
+            },
+        }
+    },
+)
+async def post_feedback(service_id: str, request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    _service(runtime, service_id)
+    body = await read_json(request, runtime.settings.max_body_bytes)
+    try:
+        feedback = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_message(exc, "feedback") from None
+    stored = 0
+    if runtime.store is not None:
+        stored = await asyncio.to_thread(
+            runtime.store.save_feedback, service_id, feedback.feedback, datetime.now(UTC)
+        )
+    log_call(
+        event="feedback", service=service_id, items=len(feedback.feedback), new=stored, status=200
+    )
+    return JSONResponse({"received": len(feedback.feedback), "new": stored})

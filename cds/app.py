@@ -1,0 +1,107 @@
+"""The application factory: routes, the error-to-HTTP mapping (the only one), and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cds.api import health, hooks_routes
+from cds.api.responses import FhirJSONResponse
+from cds.calllog import configure_logging, logger
+from cds.db import open_store
+from cds.errors import RequestError
+from cds.knowledge import Knowledge, load_knowledge
+from cds.outcome import operation_outcome
+from cds.runtime import Runtime
+from cds.settings import Settings
+from cds.store import Store
+
+__all__ = ["create_app"]
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    knowledge: Knowledge | None = None,
+    store: Store | None = None,
+    use_database: bool = True,
+) -> FastAPI:
+    """Build the app. Knowledge is loaded (and validated) here, so bad knowledge fails start-up."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    knowledge = knowledge or load_knowledge(settings.knowledge_dir, settings.cards_dir)
+    runtime = Runtime(settings=settings, knowledge=knowledge, store=store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
+        if runtime.store is None and use_database:
+            runtime.store = open_store(settings, suppressing)
+        runtime.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.fhir_timeout_seconds),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        try:
+            yield
+        finally:
+            await runtime.http.aclose()
+            if runtime.store is not None:
+                runtime.store.close()
+
+    app = FastAPI(
+        title="Breast cancer follow-up CDS Hooks service",
+        version="0.1.0",
+        description="CDS Hooks 2.0.1 service: follow-up cards and patient education for "
+        "patients with a history of breast cancer.",
+        lifespan=lifespan,
+        default_response_class=FhirJSONResponse,
+    )
+    app.state.runtime = runtime
+    app.include_router(hooks_routes.router)
+    app.include_router(health.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> FhirJSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return FhirJSONResponse(
+            operation_outcome(exc.diagnostics, code=exc.code, expression=exc.expression),
+            status_code=exc.status,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> FhirJSONResponse:
+        where = [".".join(str(p) for p in e["loc"]) for e in exc.errors()[:10]]
+        return FhirJSONResponse(
+            operation_outcome("invalid request: " + "; ".join(where), expression=where),
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> FhirJSONResponse:
+        return FhirJSONResponse(
+            operation_outcome(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "processing")),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> FhirJSONResponse:
+        logger.error(
+            "unhandled error", exc_info=exc, extra={"fields": {"error": type(exc).__name__}}
+        )
+        return FhirJSONResponse(
+            operation_outcome("internal error", code="exception"), status_code=500
+        )

@@ -1,0 +1,203 @@
+"""The ``cds`` command: serve, evaluate offline, and check or export the knowledge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds.errors import CdsError, KnowledgeError, RequestError
+from cds.hooks import HOOKS, HookRequest, dump_model
+from cds.knowledge import Knowledge, Service, load_knowledge
+from cds.offline import bundle_resources, read_json_file, request_from_resources
+from cds.service_call import run_service
+from cds.settings import Settings
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+_COMMANDS: dict[str, Handler] = {}
+
+
+def _command(name: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        _COMMANDS[name] = func
+        return func
+
+    return register
+
+
+def _load(settings: Settings) -> Knowledge:
+    return load_knowledge(settings.knowledge_dir, settings.cards_dir)
+
+
+@_command("serve")
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    _load(settings)  # fail fast, with the problems listed, before uvicorn starts
+    print(
+        f"CDS Hooks discovery: http://{args.host}:{args.port}/cds-services",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        "cds.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_seconds,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def _parse_now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@_command("evaluate")
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    knowledge = _load(settings)
+    data = read_json_file(Path(args.file))
+    now = _parse_now(args.now)
+    calls: list[tuple[Service, dict[str, Any]]]
+    if isinstance(data, dict) and "hook" in data and "context" in data:
+        calls = [(service, data) for service in knowledge.services_for(str(data["hook"]))]
+    else:
+        resources = bundle_resources(data)
+        calls = [
+            (
+                service,
+                request_from_resources(
+                    resources, service.prefetch, hook=args.hook, hook_instance="cli-evaluate"
+                ),
+            )
+            for service in knowledge.services_for(args.hook)
+        ]
+    cards: list[dict[str, Any]] = []
+    explanations: list[tuple[str, str, str, list[str]]] = []
+    for service, body in calls:
+        result = asyncio.run(
+            run_service(
+                service,
+                HookRequest.model_validate(body),
+                knowledge=knowledge,
+                settings=settings,
+                http=None,
+                now=now,
+            )
+        )
+        cards += dump_model(result.response)["cards"]
+        explanations += [
+            (
+                f.rule.id,
+                card.indicator,
+                card.summary,
+                [e.line() for e in f.evidence] + list(f.absent),
+            )
+            for f, card in zip(result.fired, result.response.cards, strict=True)
+        ]
+    if args.json:
+        sys.stdout.write(orjson.dumps({"cards": cards}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not explanations:
+        print("no cards")
+    for rule_id, indicator, summary, facts in explanations:
+        print(f"[{indicator.upper():8}] {rule_id}\n           {summary}")
+        for fact in facts:
+            print(f"           - {fact}")
+    return 0
+
+
+@_command("knowledge check")
+def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.cases import run_case
+
+    knowledge = _load(settings)
+    rows = []
+    failures = 0
+    for rule_id, rule in sorted(knowledge.rules.items()):
+        results = [run_case(knowledge, rule, case) for case in knowledge.cases.get(rule_id, ())]
+        failed = [r for r in results if not r.passed]
+        failures += len(failed)
+        rows.append(
+            (
+                rule_id,
+                rule.status,
+                rule.card.indicator,
+                ",".join(rule.hooks),
+                rule.source.section + (" [beyond source]" if rule.source.beyond_source else ""),
+                f"{len(results) - len(failed)}/{len(results)}",
+                rule.review.state,
+            )
+        )
+    headers = ("rule", "status", "indicator", "hooks", "cites section", "cases", "review")
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(
+        f"\n{len(knowledge.rules)} rules, {len(knowledge.services)} services, "
+        f"{len(knowledge.valuesets)} value sets, {len(knowledge.education)} education pages; "
+        f"{failures} failing cases"
+    )
+    return 1 if failures else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the CDS Hooks service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--graceful-seconds", type=int, default=20, help="time in-flight calls get on SIGTERM"
+    )
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a Bundle or a CDS Hooks request offline")
+    evaluate.add_argument("file", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)")
+    evaluate.add_argument("--hook", default="patient-view", choices=HOOKS)
+    evaluate.add_argument("--now", help="evaluation date, e.g. 2026-01-01 (default: now)")
+    evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
+
+    knowledge = sub.add_parser("knowledge", help="check or export the knowledge")
+    ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
+    ksub.add_parser("check", help="validate all knowledge, run every case, print the rules")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    name = args.command
+    if name == "knowledge":
+        name = f"knowledge {args.knowledge_command}"
+    settings = Settings()
+    try:
+        return _COMMANDS[name](args, settings)
+    except KnowledgeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"error: {exc.diagnostics}", file=sys.stderr)
+        return 2
+    except CdsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

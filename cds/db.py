@@ -1,0 +1,194 @@
+"""The SQLAlchemy store: shown-card log and feedback, SQLite by default, PostgreSQL in production.
+
+Writes are idempotent (the same card or feedback item stored twice is stored once) and
+committed before the HTTP answer goes out, so a 2xx means the data is on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cds.hooks import FeedbackItem
+from cds.settings import Settings
+from cds.store import ShownCard
+
+__all__ = ["SqlStore", "metadata", "open_store"]
+
+metadata = MetaData()
+
+shown_cards = Table(
+    "shown_cards",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("service_id", String(100), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("rule_version", String(20), nullable=False),
+    Column("hook", String(40), nullable=False),
+    Column("hook_instance", String(100), nullable=False),
+    Column("indicator", String(10), nullable=False),
+    Column("patient_key", String(64)),
+    Column("shown_at", DateTime(timezone=True), nullable=False),
+    Index("ix_shown_cards_rule_time", "rule_id", "shown_at"),
+    Index("ix_shown_cards_patient", "patient_key", "rule_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_key", String(64), nullable=False, unique=True),
+    Column("service_id", String(100), nullable=False),
+    Column("card_uuid", String(200), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("accepted_suggestions", Text, nullable=False),
+    Column("override_code", String(100)),
+    Column("override_system", String(300)),
+    Column("override_display", String(300)),
+    Column("override_comment", Text),
+    Column("outcome_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_card", "card_uuid"),
+    Index("ix_feedback_outcome_time", "outcome_at"),
+)
+
+
+def _item_key(service_id: str, item: FeedbackItem) -> str:
+    """Identity of a feedback item: the same report posted twice has the same key."""
+    reason = item.override_reason
+    parts: list[Any] = [
+        service_id,
+        item.card,
+        item.outcome,
+        sorted(s.id for s in item.accepted_suggestions),
+        reason.reason.code if reason and reason.reason else None,
+        reason.user_comment if reason else None,
+        item.outcome_timestamp,
+    ]
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class SqlStore:
+    def __init__(self, engine: Engine, suppressing_reasons: Collection[str] = ()) -> None:
+        self.engine = engine
+        self.suppressing_reasons = frozenset(suppressing_reasons)
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def record_cards(self, cards: Sequence[ShownCard]) -> None:
+        if not cards:
+            return
+        rows = [card.__dict__ for card in cards]
+        statement = self._insert(shown_cards).values(rows).on_conflict_do_nothing()
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def save_feedback(
+        self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
+    ) -> int:
+        rows = []
+        for item in items:
+            reason = item.override_reason
+            coding = reason.reason if reason else None
+            rows.append(
+                {
+                    "item_key": _item_key(service_id, item),
+                    "service_id": service_id,
+                    "card_uuid": item.card,
+                    "outcome": item.outcome,
+                    "accepted_suggestions": orjson.dumps(
+                        [s.id for s in item.accepted_suggestions]
+                    ).decode(),
+                    "override_code": coding.code if coding else None,
+                    "override_system": coding.system if coding else None,
+                    "override_display": coding.display if coding else None,
+                    "override_comment": reason.user_comment if reason else None,
+                    "outcome_at": _parse_time(item.outcome_timestamp),
+                    "received_at": received_at,
+                }
+            )
+        statement = (
+            self._insert(feedback).values(rows).on_conflict_do_nothing(index_elements=["item_key"])
+        )
+        with self.engine.begin() as connection:
+            result = connection.execute(statement)
+        return max(result.rowcount or 0, 0)
+
+    def suppressed_rules(
+        self, patient_key: str, rule_ids: Collection[str], since: datetime
+    ) -> set[str]:
+        if not self.suppressing_reasons or not rule_ids:
+            return set()
+        query = (
+            select(shown_cards.c.rule_id)
+            .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
+            .where(
+                shown_cards.c.patient_key == patient_key,
+                shown_cards.c.rule_id.in_(list(rule_ids)),
+                feedback.c.outcome == "overridden",
+                feedback.c.override_code.in_(sorted(self.suppressing_reasons)),
+                feedback.c.outcome_at >= since,
+            )
+            .distinct()
+        )
+        with self.engine.connect() as connection:
+            return {row[0] for row in connection.execute(query)}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def open_store(settings: Settings, suppressing_reasons: Collection[str] = ()) -> SqlStore:
+    """Open the database and make sure the schema exists."""
+    engine = make_engine(settings)
+    metadata.create_all(engine)
+    return SqlStore(engine, suppressing_reasons)

@@ -1,0 +1,135 @@
+"""The only module that talks HTTP to a FHIR server.
+
+One shared :class:`httpx.AsyncClient` per process; every query follows ``Bundle.link[next]``
+up to a page cap and only within the server's own origin (the access token is never sent
+anywhere else). Every failure becomes :class:`~cds.errors.FhirServerError` with a ``kind`` that
+metrics and logs can use without exposing data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+
+from cds.errors import FhirServerError
+
+__all__ = ["FhirClient", "check_fhir_server_url", "is_loopback_url"]
+
+_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_fhir_server_url(url: str, *, allow_http: bool) -> str | None:
+    """None if we may call ``url``; otherwise why not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "fhirServer is not an http(s) URL"
+    if parts.scheme == "http" and not (allow_http or is_loopback_url(url)):
+        return "fhirServer must use https (set CDS_ALLOW_HTTP_FHIR to allow plain http)"
+    return None
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+class FhirClient:
+    """Searches and reads against one FHIR base URL on behalf of one call."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        access_token: str | None,
+        max_pages: int,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/") + "/"
+        self._headers = {"Accept": "application/fhir+json"}
+        if access_token:
+            self._headers["Authorization"] = f"Bearer {access_token}"
+        self._max_pages = max_pages
+
+    async def fetch(self, relative: str) -> list[dict[str, Any]]:
+        """Run a read (``Patient/1``) or search (``Condition?patient=1``); all pages' resources."""
+        url = urljoin(self._base, relative.lstrip("/"))
+        resources: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _ in range(self._max_pages):
+            seen.add(url)
+            body = await self._get(url)
+            if body.get("resourceType") != "Bundle":
+                if body.get("resourceType") == "OperationOutcome":
+                    raise FhirServerError(
+                        "the FHIR server answered with an OperationOutcome", kind="outcome"
+                    )
+                return [body]
+            for entry in body.get("entry") or ():
+                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                    resource = entry["resource"]
+                    search = entry.get("search")
+                    if isinstance(search, dict) and search.get("mode") == "outcome":
+                        continue
+                    resources.append(resource)
+            next_url = _next_link(body)
+            if next_url is None:
+                return resources
+            next_url = urljoin(url, next_url)
+            if not _same_origin(next_url, self._base) or next_url in seen:
+                return resources
+            url = next_url
+        return resources
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        try:
+            response = await self._http.get(url, headers=self._headers)
+        except httpx.TimeoutException as exc:
+            raise FhirServerError("the FHIR server did not answer in time", kind="timeout") from exc
+        except httpx.HTTPError as exc:
+            raise FhirServerError("the FHIR server could not be reached", kind="connect") from exc
+        if response.status_code in (401, 403):
+            raise FhirServerError("the FHIR server refused our access token", kind="unauthorized")
+        if response.status_code >= 400:
+            raise FhirServerError(
+                f"the FHIR server answered HTTP {response.status_code}",
+                kind=f"http-{response.status_code // 100}xx",
+            )
+        if len(response.content) > _MAX_RESPONSE_BYTES:
+            raise FhirServerError("the FHIR server's answer is too large", kind="too-large")
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise FhirServerError(
+                "the FHIR server's answer is not JSON", kind="invalid-json"
+            ) from exc
+        if not isinstance(body, dict):
+            raise FhirServerError(
+                "the FHIR server's answer is not a FHIR resource", kind="invalid-json"
+            )
+        return body
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or ():
+        if (
+            isinstance(link, dict)
+            and link.get("relation") == "next"
+            and isinstance(link.get("url"), str)
+        ):
+            return str(link["url"])
+    return None

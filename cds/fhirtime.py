@@ -1,0 +1,84 @@
+"""FHIR date, dateTime and instant values as comparable UTC datetimes.
+
+FHIR allows partial dates (``2020``, ``2020-05``) and date-times with or without an offset.
+We read each as the start of the period it names, in UTC (a value without an offset is read
+as UTC). Garbage gives ``None``: a resource with an unreadable date simply has no date.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["parse_duration", "parse_fhir_datetime", "resource_date"]
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+
+
+def parse_fhir_datetime(value: Any) -> datetime | None:
+    """Return the start of the period ``value`` names, as an aware UTC datetime, or None."""
+    if not isinstance(value, str) or not 4 <= len(value) <= 40:
+        return None
+    match = _PARTIAL.match(value)
+    try:
+        if match:
+            year, month, day = match.groups()
+            return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse the ISO 8601 durations rules use (``P90D``, ``P12M``, ``P1Y``, ``P2W``).
+
+    Months count as 30 days and years as 365: windows are clinical look-backs, not calendar
+    arithmetic. Raises ValueError on anything else.
+    """
+    match = _DURATION.match(text)
+    if not match or not any(match.groups()):
+        raise ValueError(f"not an ISO 8601 duration like P90D: {text!r}")
+    years, months, weeks, days = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=years * 365 + months * 30 + weeks * 7 + days)
+
+
+# Where each resource type keeps the date a rule's time window applies to, in order of preference.
+_DATE_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Condition": (("onsetDateTime",), ("onsetPeriod", "start"), ("recordedDate",)),
+    "Observation": (
+        ("effectiveDateTime",),
+        ("effectivePeriod", "start"),
+        ("effectiveInstant",),
+        ("issued",),
+    ),
+    "MedicationRequest": (("authoredOn",),),
+    "MedicationStatement": (
+        ("effectiveDateTime",),
+        ("effectivePeriod", "start"),
+        ("dateAsserted",),
+    ),
+    "MedicationAdministration": (("effectiveDateTime",), ("effectivePeriod", "start")),
+    "Procedure": (("performedDateTime",), ("performedPeriod", "start")),
+    "DocumentReference": (("date",), ("context", "period", "start")),
+    "ResearchSubject": (("period", "start"),),
+    "ServiceRequest": (("authoredOn",), ("occurrenceDateTime",)),
+    "Encounter": (("period", "start"),),
+    "CommunicationRequest": (("authoredOn",),),
+}
+
+
+def resource_date(resource: dict[str, Any]) -> datetime | None:
+    """The clinically relevant date of a resource (onset, effective, performed, authored)."""
+    for path in _DATE_PATHS.get(str(resource.get("resourceType")), ()):
+        value: Any = resource
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        parsed = parse_fhir_datetime(value)
+        if parsed is not None:
+            return parsed
+    return None

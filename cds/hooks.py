@@ -1,0 +1,241 @@
+"""CDS Hooks 2.0.1 wire models.
+
+Incoming requests are parsed tolerantly (unknown fields and ``extension`` are kept, EHR quirks
+pass); what we emit is strict: every spec object has a model, and :func:`dump_response` drops
+``None`` and empty optional arrays because the spec forbids JSON ``null`` and empty elements.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "HOOKS",
+    "Action",
+    "Card",
+    "CdsResponse",
+    "Coding",
+    "DiscoveryResponse",
+    "FeedbackItem",
+    "FeedbackRequest",
+    "FhirAuthorization",
+    "HookRequest",
+    "Link",
+    "OverrideReason",
+    "ServiceDescriptor",
+    "Source",
+    "Suggestion",
+    "dump_model",
+]
+
+HOOKS: tuple[str, ...] = (
+    "patient-view",
+    "order-select",
+    "order-sign",
+    "encounter-start",
+    "encounter-discharge",
+)
+Indicator = Literal["info", "warning", "critical"]
+
+
+def new_uuid() -> str:
+    return str(uuid_module.uuid4())
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+
+# --- what we emit ---------------------------------------------------------------------------
+
+
+class Coding(_Strict):
+    system: str
+    code: str
+    display: str | None = None
+
+
+class Source(_Strict):
+    label: str = Field(min_length=1)
+    url: str | None = None
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Strict):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any] | None = None
+    resource_id: str | None = Field(None, alias="resourceId")
+
+
+class Suggestion(_Strict):
+    label: str = Field(min_length=1)
+    uuid: str = Field(default_factory=new_uuid)
+    is_recommended: bool | None = Field(None, alias="isRecommended")
+    actions: list[Action] = Field(default_factory=list)
+
+
+class Link(_Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    type: Literal["absolute", "smart"] = "absolute"
+    app_context: str | None = Field(None, alias="appContext")
+    autolaunchable: bool | None = None
+
+    @model_validator(mode="after")
+    def _app_context_only_for_smart(self) -> Link:
+        if self.app_context is not None and self.type != "smart":
+            raise ValueError("appContext is only allowed on smart links")
+        return self
+
+
+class OverrideReason(Coding):
+    display: str = Field(min_length=1)
+
+
+class Card(_Strict):
+    uuid: str = Field(default_factory=new_uuid)
+    summary: str = Field(min_length=1, max_length=139)
+    detail: str | None = None
+    indicator: Indicator
+    source: Source
+    suggestions: list[Suggestion] = Field(default_factory=list)
+    selection_behavior: Literal["at-most-one", "any"] | None = Field(
+        None, alias="selectionBehavior"
+    )
+    override_reasons: list[OverrideReason] = Field(default_factory=list, alias="overrideReasons")
+    links: list[Link] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _selection_behavior_with_suggestions(self) -> Card:
+        if self.suggestions and self.selection_behavior is None:
+            raise ValueError("selectionBehavior is required when suggestions are present")
+        if self.selection_behavior == "at-most-one" and not self.suggestions:
+            self.selection_behavior = None
+        return self
+
+
+class CdsResponse(_Strict):
+    cards: list[Card] = Field(default_factory=list)
+    system_actions: list[Action] = Field(default_factory=list, alias="systemActions")
+
+
+class ServiceDescriptor(_Strict):
+    hook: str
+    id: str
+    title: str | None = None
+    description: str
+    prefetch: dict[str, str] = Field(default_factory=dict)
+    version: str | None = None
+    usage_requirements: str | None = Field(None, alias="usageRequirements")
+
+
+class DiscoveryResponse(_Strict):
+    services: list[ServiceDescriptor]
+
+
+def dump_model(model: BaseModel) -> dict[str, Any]:
+    """Serialise for the wire: camelCase, no nulls, no empty optional arrays (``cards`` stays)."""
+    data = model.model_dump(by_alias=True, exclude_none=True)
+    pruned: dict[str, Any] = _prune(data, keep_empty=("cards", "services"))
+    return pruned
+
+
+def _prune(value: Any, keep_empty: tuple[str, ...] = ()) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            pruned = _prune(item)
+            if pruned is None or (pruned in ([], {}) and key not in keep_empty):
+                continue
+            out[key] = pruned
+        return out
+    if isinstance(value, list):
+        return [_prune(item) for item in value if item is not None]
+    return value
+
+
+# --- what we receive ------------------------------------------------------------------------
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class FhirAuthorization(_Tolerant):
+    access_token: str = Field(min_length=1)
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return "FhirAuthorization(access_token=<redacted>)"
+
+    __str__ = __repr__
+
+
+class HookRequest(_Tolerant):
+    hook: str = Field(min_length=1)
+    hook_instance: str = Field(alias="hookInstance", min_length=1)
+    fhir_server: str | None = Field(None, alias="fhirServer")
+    fhir_authorization: FhirAuthorization | None = Field(None, alias="fhirAuthorization")
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _authorization_needs_server(self) -> HookRequest:
+        if self.fhir_authorization is not None and not self.fhir_server:
+            raise ValueError("fhirServer is required when fhirAuthorization is present")
+        return self
+
+    def __repr__(self) -> str:
+        return f"HookRequest(hook={self.hook!r}, hookInstance={self.hook_instance!r})"
+
+
+class OverrideReasonFeedback(_Tolerant):
+    reason: Coding | None = None
+    user_comment: str | None = Field(None, alias="userComment", max_length=4000)
+
+
+class AcceptedSuggestion(_Tolerant):
+    id: str = Field(min_length=1)
+
+
+class FeedbackItem(_Tolerant):
+    card: str = Field(min_length=1, max_length=200)
+    outcome: Literal["accepted", "overridden"]
+    accepted_suggestions: list[AcceptedSuggestion] = Field(
+        default_factory=list, alias="acceptedSuggestions"
+    )
+    override_reason: OverrideReasonFeedback | None = Field(None, alias="overrideReason")
+    outcome_timestamp: str = Field(alias="outcomeTimestamp", min_length=1)
+
+    @field_validator("outcome_timestamp")
+    @classmethod
+    def _rfc3339(cls, value: str) -> str:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("outcomeTimestamp must be an RFC 3339 date-time") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackItem:
+        if self.outcome == "accepted" and self.override_reason is not None:
+            raise ValueError("an accepted card has no overrideReason")
+        if self.outcome == "overridden" and self.accepted_suggestions:
+            raise ValueError("an overridden card has no acceptedSuggestions")
+        return self
+
+
+class FeedbackRequest(_Tolerant):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)

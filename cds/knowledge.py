@@ -1,0 +1,500 @@
+"""Load and validate ``knowledge/`` and ``cards/`` into one immutable :class:`Knowledge`.
+
+Validation is total: every problem is collected (file and field named) and raised together as
+:class:`~cds.errors.KnowledgeError`, so the service refuses to start on bad knowledge and
+``cds knowledge check`` can print all of it at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cds.errors import KnowledgeError
+from cds.logic import Node
+from cds.prefetch_plan import PrefetchPlan, plan_prefetch
+from cds.rules import (
+    CardTemplate,
+    Case,
+    Definition,
+    EducationPage,
+    OverrideReasonSpec,
+    Rule,
+    ServiceSpec,
+    SourceDocument,
+    ValueSetFile,
+)
+from cds.suggestion_check import check_suggestion_resource
+from cds.terminology import CompiledValueSet, normalize_code
+
+__all__ = ["Knowledge", "Service", "load_knowledge"]
+
+
+@dataclass(frozen=True)
+class Service:
+    spec: ServiceSpec
+    rules: tuple[Rule, ...]
+    prefetch: PrefetchPlan
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything the engine and pages need, loaded once at start-up."""
+
+    services: dict[str, Service]
+    rules: dict[str, Rule]
+    definitions: dict[str, Node]
+    definition_docs: dict[str, Definition]
+    valuesets: dict[str, CompiledValueSet]
+    valueset_files: dict[str, ValueSetFile]
+    ingredients: dict[str, tuple[str, ...]]
+    templates: dict[str, CardTemplate]
+    education: dict[str, EducationPage]
+    override_reasons: dict[str, OverrideReasonSpec]
+    source: SourceDocument
+    cases: dict[str, tuple[Case, ...]]
+    fixtures: dict[str, dict[str, Any]]
+    rule_files: dict[str, Path] = field(default_factory=dict)
+
+    def services_for(self, hook: str) -> list[Service]:
+        return [s for s in self.services.values() if s.spec.hook == hook]
+
+
+class _Problems:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.items: list[str] = []
+
+    def add(self, path: Path, message: str) -> None:
+        try:
+            shown = path.relative_to(self.root)
+        except ValueError:
+            shown = path
+        self.items.append(f"{shown}: {message}")
+
+    def parse(self, path: Path, model: type[BaseModel], data: Any) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"]) or "(top)"
+                self.add(path, f"{where}: {error['msg']}")
+            return None
+
+
+def _read_yaml(path: Path, problems: _Problems) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        problems.add(path, f"cannot read YAML: {exc}")
+        return None
+
+
+_FRONT_MATTER = re.compile(r"^---\n(.*?)\n---\n(.*)$", re.DOTALL)
+
+
+def load_knowledge(knowledge_dir: Path, cards_dir: Path) -> Knowledge:
+    """Load, validate and index all knowledge and content. Raises KnowledgeError."""
+    problems = _Problems(knowledge_dir.parent)
+    source = _load_source(knowledge_dir / "sources.yaml", problems)
+    valueset_files = _load_many(knowledge_dir / "valuesets", ValueSetFile, problems)
+    valuesets = _compile_valuesets(valueset_files, knowledge_dir / "valuesets", problems)
+    ingredients = _load_ingredients(
+        knowledge_dir / "terminology" / "rxnorm-ingredients.yaml", problems
+    )
+    templates = _load_many(cards_dir / "templates", CardTemplate, problems)
+    override_reasons = _load_override_reasons(cards_dir / "override-reasons.yaml", problems)
+    education = _load_education(cards_dir / "education", problems)
+    definition_docs = _load_definitions(knowledge_dir / "definitions.yaml", problems)
+    rules, rule_files = _load_rules(knowledge_dir / "rules", problems)
+    fixtures = _load_fixtures(knowledge_dir / "fixtures.yaml", problems)
+    cases = _load_cases(knowledge_dir / "rules", problems)
+
+    definitions = {name: d.logic for name, d in definition_docs.items()}
+    _check_references(
+        problems,
+        rules=rules,
+        rule_files=rule_files,
+        definitions=definitions,
+        valuesets=valuesets,
+        templates=templates,
+        education=education,
+        override_reasons=override_reasons,
+        source=source,
+        knowledge_dir=knowledge_dir,
+    )
+    for name, case_list in cases.items():
+        if name not in rules:
+            problems.add(knowledge_dir / "rules" / f"{name}.cases.yaml", "no rule with this id")
+        for case in case_list:
+            for fixture in case.fixtures:
+                if fixture not in fixtures:
+                    problems.add(
+                        knowledge_dir / "rules" / f"{name}.cases.yaml",
+                        f"case {case.name}: unknown fixture {fixture!r}",
+                    )
+    services = _load_services(
+        knowledge_dir / "services.yaml", rules, definitions, valuesets, problems
+    )
+    if problems.items:
+        raise KnowledgeError(problems.items)
+    assert source is not None
+    return Knowledge(
+        services=services,
+        rules=rules,
+        definitions=definitions,
+        definition_docs=definition_docs,
+        valuesets=valuesets,
+        valueset_files=valueset_files,
+        ingredients=ingredients,
+        templates=templates,
+        education=education,
+        override_reasons=override_reasons,
+        source=source,
+        cases=cases,
+        fixtures=fixtures,
+        rule_files=rule_files,
+    )
+
+
+def _load_source(path: Path, problems: _Problems) -> SourceDocument | None:
+    data = _read_yaml(path, problems)
+    return problems.parse(path, SourceDocument, data) if data is not None else None
+
+
+def _load_many(folder: Path, model: type[Any], problems: _Problems) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        data = _read_yaml(path, problems)
+        if not isinstance(data, dict):
+            if data is not None:
+                problems.add(path, "expected a mapping")
+            continue
+        parsed = problems.parse(path, model, data)
+        if parsed is None:
+            continue
+        if parsed.id != path.stem:
+            problems.add(path, f"id: {parsed.id!r} must equal the file name {path.stem!r}")
+        if parsed.id in out:
+            problems.add(path, f"id: duplicate id {parsed.id!r}")
+        out[parsed.id] = parsed
+    return out
+
+
+def _compile_valuesets(
+    files: dict[str, ValueSetFile], folder: Path, problems: _Problems
+) -> dict[str, CompiledValueSet]:
+    compiled: dict[str, CompiledValueSet] = {}
+
+    def expand(
+        vs_id: str, stack: tuple[str, ...]
+    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]], dict[tuple[str, str], str]]:
+        vs = files[vs_id]
+        codes: set[tuple[str, str]] = set()
+        prefixes: set[tuple[str, str]] = set()
+        displays: dict[tuple[str, str], str] = {}
+        for entry in vs.codes:
+            code = normalize_code(entry.system, entry.code)
+            if code is None:
+                problems.add(folder / f"{vs_id}.yaml", f"codes: unusable code {entry.code!r}")
+                continue
+            codes.add((entry.system, code))
+            displays[(entry.system, code)] = entry.display
+        for family in vs.families:
+            prefix = normalize_code(family.system_uri, family.prefix)
+            if prefix:
+                prefixes.add((family.system_uri, prefix))
+                displays[(family.system_uri, prefix)] = family.display
+        for included in vs.include:
+            if included not in files:
+                problems.add(folder / f"{vs_id}.yaml", f"include: unknown value set {included!r}")
+            elif included in stack:
+                problems.add(folder / f"{vs_id}.yaml", f"include: cycle through {included!r}")
+            else:
+                c, p, d = expand(included, (*stack, included))
+                codes |= c
+                prefixes |= p
+                displays.update(d)
+        return codes, prefixes, displays
+
+    for vs_id, vs in files.items():
+        codes, prefixes, displays = expand(vs_id, (vs_id,))
+        compiled[vs_id] = CompiledValueSet(
+            id=vs_id,
+            title=vs.title,
+            codes=frozenset(codes),
+            prefixes=frozenset(prefixes),
+            displays=displays,
+        )
+    return compiled
+
+
+def _load_ingredients(path: Path, problems: _Problems) -> dict[str, tuple[str, ...]]:
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, problems)
+    out: dict[str, tuple[str, ...]] = {}
+    if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
+        problems.add(path, "expected 'products: {<rxcui>: {display, ingredients: [...]}}'")
+        return out
+    for product, entry in data["products"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("ingredients"), list):
+            problems.add(path, f"products.{product}: needs display and an ingredients list")
+            continue
+        out[str(product)] = tuple(str(i) for i in entry["ingredients"])
+    return out
+
+
+def _load_override_reasons(path: Path, problems: _Problems) -> dict[str, OverrideReasonSpec]:
+    data = _read_yaml(path, problems)
+    out: dict[str, OverrideReasonSpec] = {}
+    if not isinstance(data, dict) or not isinstance(data.get("reasons"), list):
+        problems.add(path, "expected 'reasons: [...]'")
+        return out
+    for index, entry in enumerate(data["reasons"]):
+        parsed = problems.parse(path, OverrideReasonSpec, entry)
+        if parsed is not None:
+            if parsed.code in out:
+                problems.add(path, f"reasons.{index}: duplicate code {parsed.code!r}")
+            out[parsed.code] = parsed
+    return out
+
+
+def _load_education(folder: Path, problems: _Problems) -> dict[str, EducationPage]:
+    out: dict[str, EducationPage] = {}
+    for path in sorted(folder.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        match = _FRONT_MATTER.match(text)
+        if not match:
+            problems.add(path, "needs a YAML front matter block between '---' lines")
+            continue
+        try:
+            meta = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as exc:
+            problems.add(path, f"front matter: {exc}")
+            continue
+        if not isinstance(meta, dict):
+            problems.add(path, "front matter must be a mapping")
+            continue
+        parsed = problems.parse(
+            path, EducationPage, {**meta, "slug": path.stem, "body": match.group(2)}
+        )
+        if parsed is not None:
+            out[parsed.slug] = parsed
+    return out
+
+
+def _load_definitions(path: Path, problems: _Problems) -> dict[str, Definition]:
+    data = _read_yaml(path, problems)
+    out: dict[str, Definition] = {}
+    if not isinstance(data, dict):
+        problems.add(path, "expected a mapping of name -> {description, logic}")
+        return out
+    for name, entry in data.items():
+        parsed = problems.parse(path, Definition, entry)
+        if parsed is not None:
+            out[str(name)] = parsed
+    return out
+
+
+def _load_rules(folder: Path, problems: _Problems) -> tuple[dict[str, Rule], dict[str, Path]]:
+    rules: dict[str, Rule] = {}
+    files: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name.endswith(".cases.yaml"):
+            continue
+        data = _read_yaml(path, problems)
+        if not isinstance(data, dict):
+            problems.add(path, "expected a mapping")
+            continue
+        rule = problems.parse(path, Rule, data)
+        if rule is None:
+            continue
+        if rule.id != path.stem:
+            problems.add(path, f"id: {rule.id!r} must equal the file name {path.stem!r}")
+        if rule.id in rules:
+            problems.add(path, f"id: duplicate rule id {rule.id!r}")
+        rules[rule.id] = rule
+        files[rule.id] = path
+    return rules, files
+
+
+def _load_fixtures(path: Path, problems: _Problems) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, problems)
+    if not isinstance(data, dict):
+        problems.add(path, "expected a mapping of fixture name -> FHIR resource")
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, resource in data.items():
+        if not isinstance(resource, dict) or "resourceType" not in resource:
+            problems.add(path, f"{name}: a fixture is one FHIR resource with resourceType")
+            continue
+        out[str(name)] = resource
+    return out
+
+
+def _load_cases(folder: Path, problems: _Problems) -> dict[str, tuple[Case, ...]]:
+    out: dict[str, tuple[Case, ...]] = {}
+    for path in sorted(folder.glob("*.cases.yaml")):
+        data = _read_yaml(path, problems)
+        if not isinstance(data, list):
+            problems.add(path, "expected a list of cases")
+            continue
+        cases = []
+        names: set[str] = set()
+        for index, entry in enumerate(data):
+            case = problems.parse(path, Case, entry)
+            if case is None:
+                continue
+            if case.name in names:
+                problems.add(path, f"{index}.name: duplicate case name {case.name!r}")
+            names.add(case.name)
+            cases.append(case)
+        out[path.name.removesuffix(".cases.yaml")] = tuple(cases)
+    return out
+
+
+def iter_nodes(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children():
+        yield from iter_nodes(child)
+
+
+def _check_references(
+    problems: _Problems,
+    *,
+    rules: dict[str, Rule],
+    rule_files: dict[str, Path],
+    definitions: dict[str, Node],
+    valuesets: dict[str, CompiledValueSet],
+    templates: dict[str, CardTemplate],
+    education: dict[str, EducationPage],
+    override_reasons: dict[str, OverrideReasonSpec],
+    source: SourceDocument | None,
+    knowledge_dir: Path,
+) -> None:
+    headings = {s.heading for s in source.sections} if source else set()
+
+    def check_node(path: Path, where: str, node: Node, stack: tuple[str, ...]) -> None:
+        for sub in iter_nodes(node):
+            if sub.ref is not None:
+                if sub.ref not in definitions:
+                    problems.add(path, f"{where}: unknown definition {sub.ref!r}")
+                elif sub.ref in stack:
+                    problems.add(path, f"{where}: definition cycle through {sub.ref!r}")
+            fact = sub.fact()
+            if fact is None:
+                continue
+            kind, query = fact
+            if query.valueset is None and kind not in ("research-subject",):
+                problems.add(path, f"{where}: a {kind} fact needs a valueset")
+            for vs in (
+                query.valueset,
+                query.value.valueset if query.value else None,
+                query.component.valueset if query.component else None,
+                query.component.value.valueset
+                if query.component and query.component.value
+                else None,
+            ):
+                if vs is not None and vs not in valuesets:
+                    problems.add(path, f"{where}: unknown value set {vs!r}")
+            for anchor in (query.after, query.before):
+                if anchor is not None and anchor.name not in definitions:
+                    problems.add(path, f"{where}: anchor names unknown definition {anchor.name!r}")
+            if (
+                query.value or query.interpretation or query.component or query.trend
+            ) and kind != "observation":
+                problems.add(
+                    path,
+                    f"{where}: value, interpretation, component and trend "
+                    "apply to observations only",
+                )
+
+    defs_path = knowledge_dir / "definitions.yaml"
+    for name, node in definitions.items():
+        check_node(defs_path, name, node, (name,))
+
+    for rule_id, rule in rules.items():
+        path = rule_files[rule_id]
+        for index, node in enumerate(rule.logic.inclusion):
+            check_node(path, f"logic.inclusion.{index}", node, ())
+        for index, node in enumerate(rule.logic.exclusion):
+            check_node(path, f"logic.exclusion.{index}", node, ())
+        template = templates.get(rule.card.template)
+        if template is None:
+            problems.add(path, f"card.template: unknown card template {rule.card.template!r}")
+        for slug in rule.card.education:
+            if slug not in education:
+                problems.add(path, f"card.education: unknown education page {slug!r}")
+        for code in rule.override_reasons:
+            if code not in override_reasons:
+                problems.add(path, f"override_reasons: unknown reason {code!r}")
+        if source is not None and rule.source.document != source.id:
+            problems.add(path, f"source.document: unknown document {rule.source.document!r}")
+        if headings and rule.source.section not in headings:
+            problems.add(
+                path,
+                f"source.section: {rule.source.section!r} is not a heading of the source document",
+            )
+        seen_ids: set[str] = set()
+        for index, suggestion in enumerate(rule.suggestions):
+            if suggestion.id in seen_ids:
+                problems.add(path, f"suggestions.{index}.id: duplicate {suggestion.id!r}")
+            seen_ids.add(suggestion.id)
+            for message in check_suggestion_resource(suggestion.resource):
+                problems.add(path, f"suggestions.{index}.resource: {message}")
+
+    for slug, page in education.items():
+        for section in page.sections:
+            if headings and section not in headings:
+                problems.add(
+                    knowledge_dir.parent / "cards" / "education" / f"{slug}.md",
+                    f"sections: {section!r} is not a heading of the source document",
+                )
+
+
+def _load_services(
+    path: Path,
+    rules: dict[str, Rule],
+    definitions: dict[str, Node],
+    valuesets: dict[str, CompiledValueSet],
+    problems: _Problems,
+) -> dict[str, Service]:
+    data = _read_yaml(path, problems)
+    out: dict[str, Service] = {}
+    if not isinstance(data, dict) or not isinstance(data.get("services"), list):
+        problems.add(path, "expected 'services: [...]'")
+        return out
+    for index, entry in enumerate(data["services"]):
+        spec = problems.parse(path, ServiceSpec, entry)
+        if spec is None:
+            continue
+        if spec.id in out:
+            problems.add(path, f"services.{index}.id: duplicate service id {spec.id!r}")
+        service_rules = []
+        for rule_id in spec.rules:
+            rule = rules.get(rule_id)
+            if rule is None:
+                problems.add(path, f"services.{index}.rules: unknown rule {rule_id!r}")
+            elif spec.hook not in rule.hooks:
+                problems.add(
+                    path, f"services.{index}.rules: rule {rule_id!r} does not run on {spec.hook}"
+                )
+            elif rule.status != "retired":
+                service_rules.append(rule)
+        try:
+            plan = plan_prefetch(spec.hook, service_rules, definitions, valuesets)
+        except (KeyError, RecursionError) as exc:
+            problems.add(path, f"services.{index}: cannot derive prefetch ({exc})")
+            continue
+        out[spec.id] = Service(spec=spec, rules=tuple(service_rules), prefetch=plan)
+    return out

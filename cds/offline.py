@@ -1,0 +1,108 @@
+"""Build CDS Hooks requests from FHIR Bundles, for `cds evaluate`, rule cases and the preview.
+
+A Bundle holding a patient's record is split into a service's prefetch keys by resource type,
+exactly as an EHR honouring our templates would send it.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds.errors import BadRequest
+from cds.prefetch_plan import PrefetchPlan
+
+__all__ = ["bundle_resources", "read_json_file", "request_from_resources"]
+
+DEFAULT_USER = "Practitioner/example"
+
+
+def read_json_file(path: Path) -> Any:
+    """Read JSON, plain or compressed (.bz2, .gz)."""
+    raw = path.read_bytes()
+    if path.suffix == ".bz2":
+        raw = bz2.decompress(raw)
+    elif path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{path.name} is not valid JSON ({exc.msg})") from exc
+
+
+def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
+    if not isinstance(bundle, dict):
+        raise BadRequest("expected a FHIR Bundle or a CDS Hooks request object")
+    if bundle.get("resourceType") != "Bundle":
+        if isinstance(bundle.get("resourceType"), str):
+            return [bundle]
+        raise BadRequest("expected a FHIR Bundle or a CDS Hooks request object")
+    return [
+        entry["resource"]
+        for entry in bundle.get("entry") or ()
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+    ]
+
+
+def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+def request_from_resources(
+    resources: Iterable[dict[str, Any]],
+    plan: PrefetchPlan,
+    *,
+    hook: str,
+    hook_instance: str,
+    draft_orders: Iterable[dict[str, Any]] = (),
+    selections: Iterable[str] = (),
+    null_keys: Iterable[str] = (),
+    omit_keys: Iterable[str] = (),
+) -> dict[str, Any]:
+    """A complete CDS Hooks request whose prefetch holds ``resources`` split by plan key."""
+    resources = list(resources)
+    patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    patient_id = str(patient.get("id")) if patient and patient.get("id") else "unknown"
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources:
+        by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+    prefetch: dict[str, Any] = {}
+    for key in plan.keys:
+        if key.resource_type == "Patient":
+            prefetch[key.name] = patient
+        else:
+            prefetch[key.name] = _searchset(by_type.get(key.resource_type, []))
+    for name in null_keys:
+        prefetch[name] = None
+    for name in omit_keys:
+        prefetch.pop(name, None)
+    context: dict[str, Any] = {"userId": DEFAULT_USER, "patientId": patient_id}
+    drafts = list(draft_orders)
+    if hook in ("order-select", "order-sign"):
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": r} for r in drafts],
+        }
+        if hook == "order-select":
+            picked = list(selections) or [f"{r.get('resourceType')}/{r.get('id')}" for r in drafts]
+            context["selections"] = picked
+    if hook in ("encounter-start", "encounter-discharge"):
+        encounter = next((r for r in resources if r.get("resourceType") == "Encounter"), None)
+        context["encounterId"] = str(encounter.get("id")) if encounter else "example-encounter"
+    return {
+        "hook": hook,
+        "hookInstance": hook_instance,
+        "context": context,
+        "prefetch": prefetch,
+    }

@@ -1,0 +1,261 @@
+"""One patient's record, indexed once per request.
+
+The request's data (prefetch plus what was fetched) becomes a :class:`PatientRecord`: every
+resource a rule can ask about is indexed by kind and by (system, code), so that each rule's
+look-up is a few dictionary hits rather than a scan. Resources are read defensively: a
+malformed one is skipped and counted, never fatal, and nothing is validated up front.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cds.fhirtime import parse_fhir_datetime, resource_date
+from cds.terminology import ICD10CM, RXNORM, CompiledValueSet, canonical_system, normalize_code
+
+__all__ = ["KINDS", "Item", "PatientRecord"]
+
+# Fact kinds a rule can ask about, and the resource types that carry each.
+KINDS: dict[str, tuple[str, ...]] = {
+    "condition": ("Condition",),
+    "observation": ("Observation",),
+    "medication": ("MedicationRequest", "MedicationStatement", "MedicationAdministration"),
+    "procedure": ("Procedure",),
+    "document": ("DocumentReference",),
+    "research-subject": ("ResearchSubject",),
+    "service-request": ("ServiceRequest",),
+    "draft-order": (),  # filled from context.draftOrders, not from the record
+}
+_KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
+_SUBJECT_FIELD = {"ResearchSubject": "individual"}
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """One indexed resource with what rules read of it, computed once."""
+
+    resource: dict[str, Any]
+    rtype: str
+    id: str
+    date: datetime | None
+    codings: list[tuple[str, str, str]]  # (system, normalised code, display)
+
+    def display(self) -> str:
+        for _, _code, display in self.codings:
+            if display:
+                return display
+        return self.codings[0][1] if self.codings else self.rtype
+
+    def ref(self) -> str:
+        return f"{self.rtype}/{self.id}" if self.id else self.rtype
+
+
+@dataclass
+class PatientRecord:
+    """The indexed record. Build with :meth:`build`; query with :meth:`find`."""
+
+    patient: dict[str, Any] | None
+    now: datetime
+    items: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    skipped: int = 0
+    _by_code: dict[tuple[str, str, str], list[Item]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    _by_prefix: dict[tuple[str, str, str], list[Item]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    _found: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        resources: Iterable[Any],
+        *,
+        now: datetime,
+        patient_id: str | None = None,
+        draft_orders: Iterable[Any] = (),
+        ingredients: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> PatientRecord:
+        record = cls(patient=None, now=now)
+        ingredients = ingredients or {}
+        medications: dict[str, dict[str, Any]] = {}
+        pending: list[dict[str, Any]] = []
+        for resource in resources:
+            if not isinstance(resource, dict):
+                record.skipped += 1
+                continue
+            rtype = resource.get("resourceType")
+            if rtype == "Patient":
+                if record.patient is None and (
+                    patient_id is None or resource.get("id") in (patient_id, None)
+                ):
+                    record.patient = resource
+            elif rtype == "Medication":
+                if isinstance(resource.get("id"), str):
+                    medications[resource["id"]] = resource
+            elif rtype in _KIND_OF_TYPE:
+                if patient_id and not _belongs_to(resource, patient_id):
+                    record.skipped += 1
+                    continue
+                pending.append(resource)
+        for resource in pending:
+            record._add(_KIND_OF_TYPE[resource["resourceType"]], resource, medications, ingredients)
+        for resource in draft_orders:
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+                record._add("draft-order", resource, medications, ingredients)
+            else:
+                record.skipped += 1
+        return record
+
+    def _add(
+        self,
+        kind: str,
+        resource: dict[str, Any],
+        medications: Mapping[str, dict[str, Any]],
+        ingredients: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        try:
+            codings = _codings_of(resource, medications)
+        except (AttributeError, TypeError):
+            self.skipped += 1
+            return
+        rid = resource.get("id")
+        item = Item(
+            resource=resource,
+            rtype=str(resource["resourceType"]),
+            id=rid if isinstance(rid, str) else "",
+            date=resource_date(resource),
+            codings=codings,
+        )
+        self.items[kind].append(item)
+        seen: set[tuple[str, str]] = set()
+        for system, code, _ in codings:
+            keys = [(system, code)]
+            if system == RXNORM:
+                keys += [(RXNORM, ingredient) for ingredient in ingredients.get(code, ())]
+            for key in keys:
+                if key in seen:
+                    continue
+                seen.add(key)
+                self._by_code[(kind, *key)].append(item)
+            if system == ICD10CM:
+                for n in range(3, len(code)):
+                    self._by_prefix[(kind, system, code[:n])].append(item)
+
+    def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
+        """Every item of ``kind`` with a code in ``valueset``, in record order, once each."""
+        cache_key = (kind, valueset.id)
+        found = self._found.get(cache_key)
+        if found is not None:
+            return found
+        hits: dict[int, Item] = {}
+        for system, code in valueset.codes:
+            for item in self._by_code.get((kind, system, code), ()):
+                hits.setdefault(id(item), item)
+            if system == ICD10CM:
+                for item in self._by_prefix.get((kind, system, code), ()):
+                    hits.setdefault(id(item), item)
+        for system, prefix in valueset.prefixes:
+            for item in self._by_code.get((kind, system, prefix), ()):
+                hits.setdefault(id(item), item)
+            for item in self._by_prefix.get((kind, system, prefix), ()):
+                hits.setdefault(id(item), item)
+        found = list(hits.values())
+        self._found[cache_key] = found
+        return found
+
+    def all_of(self, kind: str) -> list[Item]:
+        return self.items.get(kind, [])
+
+    # --- the Patient resource ---------------------------------------------------------------
+
+    @property
+    def deceased(self) -> bool:
+        patient = self.patient or {}
+        if patient.get("deceasedBoolean") is True:
+            return True
+        return parse_fhir_datetime(patient.get("deceasedDateTime")) is not None
+
+    @property
+    def sex(self) -> str | None:
+        gender = (self.patient or {}).get("gender")
+        return gender if isinstance(gender, str) else None
+
+    @property
+    def age_years(self) -> int | None:
+        born = parse_fhir_datetime((self.patient or {}).get("birthDate"))
+        if born is None:
+            return None
+        years = self.now.year - born.year
+        if (self.now.month, self.now.day) < (born.month, born.day):
+            years -= 1
+        return years
+
+
+def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
+    """False only when the resource clearly names another patient."""
+    subject = resource.get(_SUBJECT_FIELD.get(resource["resourceType"], "subject"))
+    if not isinstance(subject, dict):
+        subject = resource.get("patient")
+    if not isinstance(subject, dict):
+        return True
+    reference = subject.get("reference")
+    if not isinstance(reference, str) or not reference:
+        return True
+    tail = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
+    return tail == patient_id or not reference.startswith(("Patient/", "urn:uuid:"))
+
+
+def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[Any]:
+    rtype = resource["resourceType"]
+    if rtype in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        concept = resource.get("medicationCodeableConcept")
+        if concept is None:
+            concept = _referenced_medication_code(resource, medications)
+        return [concept]
+    if rtype == "DocumentReference":
+        category = resource.get("category")
+        return [resource.get("type"), *(category if isinstance(category, list) else [category])]
+    return [resource.get("code")]
+
+
+def _referenced_medication_code(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> Any:
+    reference = resource.get("medicationReference")
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    ref = reference["reference"]
+    if ref.startswith("#"):
+        for contained in resource.get("contained") or ():
+            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                return contained.get("code")
+        return None
+    medication = medications.get(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:"))
+    return medication.get("code") if medication else None
+
+
+def _codings_of(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    for concept in _concepts_of(resource, medications):
+        if not isinstance(concept, dict):
+            continue
+        for coding in concept.get("coding") or ():
+            if not isinstance(coding, dict):
+                continue
+            system = canonical_system(coding.get("system"))
+            if system is None:
+                continue
+            code = normalize_code(system, coding.get("code"))
+            if code is None:
+                continue
+            display = coding.get("display")
+            text = display if isinstance(display, str) else concept.get("text")
+            out.append((system, code, text[:200] if isinstance(text, str) else ""))
+    return out

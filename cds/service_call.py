@@ -1,0 +1,186 @@
+"""One CDS service call from parsed request to response. Plain Python: no web framework.
+
+The steps: check the request against the service, resolve prefetch (fetching what is missing),
+build the patient record once, evaluate the service's rules, render the cards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from cds.cards import build_cards
+from cds.engine import Fired, evaluate
+from cds.errors import BadRequest, PrefetchUnavailable
+from cds.fhir_client import FhirClient, check_fhir_server_url
+from cds.hooks import CdsResponse, HookRequest
+from cds.knowledge import Knowledge, Service
+from cds.prefetch import resolve_prefetch
+from cds.record import PatientRecord
+from cds.settings import Settings
+from cds.store import ShownCard, Store
+
+__all__ = ["CallResult", "draft_orders_of", "patient_key", "run_service"]
+
+_ORDER_HOOKS = ("order-select", "order-sign")
+
+
+@dataclass
+class CallResult:
+    response: CdsResponse
+    fired: list[Fired]
+    not_evaluated: dict[str, str]
+    fetched: list[str] = field(default_factory=list)
+    fetch_errors: list[str] = field(default_factory=list)
+    skipped_resources: int = 0
+
+
+def patient_key(patient_id: str, secret: str) -> str:
+    """A keyed hash of the patient id: lets us suppress per patient without storing the id."""
+    return hmac.new(secret.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
+
+
+def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
+    """The draft orders rules look at: all at order-sign, the selected ones at order-select."""
+    if hook not in _ORDER_HOOKS:
+        return []
+    bundle = context.get("draftOrders")
+    if not isinstance(bundle, dict):
+        return []
+    resources: list[dict[str, Any]] = [
+        entry["resource"]
+        for entry in bundle.get("entry") or ()
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+    ]
+    selections = context.get("selections")
+    if hook == "order-select" and isinstance(selections, list) and selections:
+        wanted = {s for s in selections if isinstance(s, str)}
+        resources = [r for r in resources if f"{r['resourceType']}/{r.get('id')}" in wanted]
+    return resources
+
+
+def _check_request(service: Service, request: HookRequest) -> str:
+    if request.hook != service.spec.hook:
+        raise BadRequest(
+            f"service {service.spec.id!r} answers the {service.spec.hook} hook, "
+            f"not {request.hook!r}",
+            expression=["hook"],
+        )
+    patient_id = request.context.get("patientId")
+    if not isinstance(patient_id, str) or not patient_id:
+        raise BadRequest("context.patientId is required", expression=["context.patientId"])
+    if request.hook in _ORDER_HOOKS and not isinstance(request.context.get("draftOrders"), dict):
+        raise BadRequest(
+            f"context.draftOrders (a Bundle) is required for {request.hook}",
+            expression=["context.draftOrders"],
+        )
+    return patient_id
+
+
+async def run_service(
+    service: Service,
+    request: HookRequest,
+    *,
+    knowledge: Knowledge,
+    settings: Settings,
+    http: httpx.AsyncClient | None,
+    now: datetime,
+    store: Store | None = None,
+) -> CallResult:
+    patient_id = _check_request(service, request)
+    client = None
+    no_client_reason = "no fhirServer in the request"
+    if request.fhir_server and http is not None:
+        refusal = check_fhir_server_url(request.fhir_server, allow_http=settings.allow_http_fhir)
+        if refusal is None:
+            token = request.fhir_authorization.access_token if request.fhir_authorization else None
+            client = FhirClient(
+                http, request.fhir_server, access_token=token, max_pages=settings.fhir_max_pages
+            )
+        else:
+            no_client_reason = refusal
+    data = await resolve_prefetch(
+        request,
+        service.prefetch,
+        client,
+        budget_seconds=settings.fhir_timeout_seconds,
+        no_client_reason=no_client_reason,
+    )
+    for key in service.prefetch.keys:
+        if key.required and key.name in data.unavailable:
+            raise PrefetchUnavailable(
+                f"required prefetch {key.name!r} ({key.resource_type}) is unavailable: "
+                f"{data.unavailable[key.name]}",
+                expression=[f"prefetch.{key.name}"],
+            )
+    unavailable = {
+        rule.id: "needs " + ", ".join(sorted(missing)) + " which could not be obtained"
+        for rule in service.rules
+        if (
+            missing := service.prefetch.rule_keys.get(rule.id, frozenset())
+            & data.unavailable.keys()
+        )
+    }
+    if service.rules and len(unavailable) == len(service.rules):
+        names = ", ".join(sorted(data.unavailable))
+        first_reason = next(iter(data.unavailable.values()))
+        raise PrefetchUnavailable(
+            f"no rule can run: prefetch {names} unavailable ({first_reason})",
+            expression=[f"prefetch.{name}" for name in sorted(data.unavailable)],
+        )
+    record = PatientRecord.build(
+        data.resources,
+        now=now,
+        patient_id=patient_id,
+        draft_orders=draft_orders_of(request.hook, request.context),
+        ingredients=knowledge.ingredients,
+    )
+    hashed_patient = patient_key(patient_id, settings.patient_hash_key)
+    suppressed: set[str] = set()
+    if store is not None and service.rules:
+        since = now - timedelta(days=settings.suppression_days)
+        suppressed = await asyncio.to_thread(
+            store.suppressed_rules, hashed_patient, [r.id for r in service.rules], since
+        )
+    evaluation = evaluate(
+        knowledge, service.rules, record, suppressed=suppressed, unavailable=unavailable
+    )
+    cards = build_cards(
+        knowledge,
+        evaluation.fired,
+        hook_instance=request.hook_instance,
+        patient_id=patient_id,
+        base_url=settings.public_base_url,
+    )
+    if store is not None and cards:
+        await asyncio.to_thread(
+            store.record_cards,
+            [
+                ShownCard(
+                    card_uuid=card.uuid,
+                    service_id=service.spec.id,
+                    rule_id=fired.rule.id,
+                    rule_version=fired.rule.version,
+                    hook=request.hook,
+                    hook_instance=request.hook_instance,
+                    indicator=card.indicator,
+                    patient_key=hashed_patient,
+                    shown_at=now,
+                )
+                for card, fired in zip(cards, evaluation.fired, strict=True)
+            ],
+        )
+    return CallResult(
+        response=CdsResponse(cards=cards),
+        fired=evaluation.fired,
+        not_evaluated=evaluation.not_evaluated,
+        fetched=data.fetched,
+        fetch_errors=data.fetch_errors,
+        skipped_resources=record.skipped,
+    )

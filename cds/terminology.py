@@ -1,0 +1,90 @@
+"""Code systems, code normalisation and compiled value sets.
+
+There is no terminology server at run time. Value sets are explicit expansions kept in
+``knowledge/valuesets/``; ICD-10-CM families (``C50`` meaning every code under C50) are
+declared prefixes; RxNorm products map to their ingredients through a table, so an order for
+"tamoxifen 10 MG Oral Tablet" matches the ingredient tamoxifen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ICD10CM",
+    "LOINC",
+    "RXNORM",
+    "SNOMED",
+    "SYSTEM_ALIASES",
+    "CompiledValueSet",
+    "canonical_system",
+    "normalize_code",
+]
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+HGNC = "http://www.genenames.org"
+V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+# Spellings EHRs use for the same systems. Keys are lower-cased and stripped of a trailing '/'.
+SYSTEM_ALIASES: dict[str, str] = {
+    "http://snomed.info/sct": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "http://loinc.org": LOINC,
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "http://hl7.org/fhir/sid/icd-10-cm": ICD10CM,
+    "http://hl7.org/fhir/sid/icd-10": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.genenames.org": HGNC,
+    "http://www.genenames.org/geneid": HGNC,
+    "https://www.genenames.org": HGNC,
+}
+
+
+def canonical_system(system: object) -> str | None:
+    if not isinstance(system, str) or not system:
+        return None
+    key = system.strip().rstrip("/").lower()
+    return SYSTEM_ALIASES.get(key, system.strip())
+
+
+def normalize_code(system: str, code: object) -> str | None:
+    """The form a code is indexed and compared in: ICD without dot, upper case; HGNC bare."""
+    if not isinstance(code, str):
+        if isinstance(code, int) and not isinstance(code, bool):
+            code = str(code)
+        else:
+            return None
+    code = code.strip()
+    if not code or len(code) > 64:
+        return None
+    if system == ICD10CM:
+        return code.replace(".", "").upper()
+    if system == HGNC:
+        return code.upper().removeprefix("HGNC:")
+    return code
+
+
+@dataclass(frozen=True)
+class CompiledValueSet:
+    """A value set ready for matching: exact codes plus ICD-10-CM prefix families."""
+
+    id: str
+    title: str
+    codes: frozenset[tuple[str, str]]
+    prefixes: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    displays: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
+
+    def contains(self, system: str | None, code: str | None) -> bool:
+        if system is None or code is None:
+            return False
+        if (system, code) in self.codes:
+            return True
+        return any((system, code[:n]) in self.prefixes for n in range(3, len(code)))
+
+    def keys(self) -> frozenset[tuple[str, str]]:
+        return self.codes | self.prefixes

@@ -261,7 +261,7 @@ class _Evaluator:
         test = query.component
         assert test is not None
         valueset = self.knowledge.valuesets[test.valueset]
-        for component in item.resource.get("component") or ():
+        for component in _listed(item.resource.get("component")):
             if not isinstance(component, dict) or not _concept_in(component.get("code"), valueset):
                 continue
             if test.value is None or self._value_ok(component, test.value):
@@ -292,9 +292,14 @@ def _date_key(item: Item) -> tuple[datetime, str]:
     return (item.date or _EPOCH, item.id)
 
 
+def _listed(value: Any) -> list[Any]:
+    """A FHIR array element read defensively: anything but a list reads as empty."""
+    return value if isinstance(value, list) else []
+
+
 def _code_of(element: Any) -> str | None:
     if isinstance(element, dict):
-        for coding in element.get("coding") or ():
+        for coding in _listed(element.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 return str(coding["code"])
     return None
@@ -302,13 +307,16 @@ def _code_of(element: Any) -> str | None:
 
 def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
     resource = item.resource
-    status = resource.get("status")
+    raw_status = resource.get("status")
+    status = raw_status if isinstance(raw_status, str) else None
     if kind == "condition":
         if _code_of(resource.get("verificationStatus")) in _NOT_TRUE:
             return False
-        if query.status == "active":
+        if query.status in ("active", "current"):
             clinical = _code_of(resource.get("clinicalStatus"))
-            return clinical is None or clinical in _CONDITION_ACTIVE
+            if clinical is None:
+                return not any(key.startswith("abatement") for key in resource)
+            return clinical in _CONDITION_ACTIVE
         return True
     if kind == "observation":
         return status in _OBS_FINAL
@@ -330,7 +338,7 @@ def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
 def _concept_in(concept: Any, valueset: Any) -> bool:
     if not isinstance(concept, dict):
         return False
-    for coding in concept.get("coding") or ():
+    for coding in _listed(concept.get("coding")):
         if not isinstance(coding, dict):
             continue
         system = canonical_system(coding.get("system"))
@@ -368,10 +376,10 @@ def _number_ok(quantity: Any, test: ValueTest) -> bool:
 
 def _interpretations(resource: dict[str, Any]) -> set[str]:
     out: set[str] = set()
-    for concept in resource.get("interpretation") or ():
+    for concept in _listed(resource.get("interpretation")):
         if not isinstance(concept, dict):
             continue
-        for coding in concept.get("coding") or ():
+        for coding in _listed(concept.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 system = coding.get("system")
                 if system in (None, V3_INTERPRETATION):
@@ -384,14 +392,14 @@ def _evidence(label: str, item: Item) -> Evidence:
     resource = item.resource
     quantity = _quantity(resource.get("valueQuantity"))
     if quantity is not None:
-        unit = resource["valueQuantity"].get("unit") or resource["valueQuantity"].get("code") or ""
-        value = f"{quantity:g} {unit}".strip()
+        unit = resource["valueQuantity"].get("unit") or resource["valueQuantity"].get("code")
+        value = f"{quantity:g} {unit if isinstance(unit, str) else ''}".strip()
     elif isinstance(resource.get("valueCodeableConcept"), dict):
         concept = resource["valueCodeableConcept"]
-        codings = concept.get("coding") or [{}]
-        first = codings[0] if isinstance(codings[0], dict) else {}
+        codings = _listed(concept.get("coding"))
+        first = codings[0] if codings and isinstance(codings[0], dict) else {}
         shown = first.get("display") or concept.get("text") or first.get("code")
-        value = str(shown)[:80] if shown else None
+        value = str(shown)[:80] if isinstance(shown, str | int) and shown != "" else None
     return Evidence(
         label=label,
         resource_type=item.rtype,

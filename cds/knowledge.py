@@ -17,9 +17,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cds.errors import KnowledgeError
+from cds.hooks import HOOKS
 from cds.logic import Node
 from cds.prefetch_plan import PrefetchPlan, plan_prefetch
 from cds.rules import (
+    SYSTEM_SHORTHANDS,
     CardTemplate,
     Case,
     Definition,
@@ -31,7 +33,7 @@ from cds.rules import (
     ValueSetFile,
 )
 from cds.suggestion_check import check_suggestion_resource
-from cds.terminology import CompiledValueSet, normalize_code
+from cds.terminology import CompiledValueSet, canonical_system, normalize_code
 
 __all__ = ["Knowledge", "Service", "load_knowledge"]
 
@@ -88,11 +90,44 @@ class _Problems:
             return None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys silently, so a rule with two ``logic:`` blocks
+    would quietly lose one; here it is a load error naming the key and line.
+    """
+
+
+def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, list | dict):
+            continue  # unhashable: the schema rejects it with a clearer message
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML the way every knowledge file is parsed (safe, duplicate keys refused)."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def _read_yaml(path: Path, problems: _Problems) -> Any:
     try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
+        return load_yaml_text(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         problems.add(path, f"cannot read YAML: {exc}")
         return None
 
@@ -130,16 +165,15 @@ def load_knowledge(knowledge_dir: Path, cards_dir: Path) -> Knowledge:
         source=source,
         knowledge_dir=knowledge_dir,
     )
-    for name, case_list in cases.items():
-        if name not in rules:
-            problems.add(knowledge_dir / "rules" / f"{name}.cases.yaml", "no rule with this id")
-        for case in case_list:
-            for fixture in case.fixtures:
-                if fixture not in fixtures:
-                    problems.add(
-                        knowledge_dir / "rules" / f"{name}.cases.yaml",
-                        f"case {case.name}: unknown fixture {fixture!r}",
-                    )
+    _check_cases(
+        problems,
+        cases=cases,
+        rules=rules,
+        fixtures=fixtures,
+        definitions=definitions,
+        valuesets=valuesets,
+        folder=knowledge_dir / "rules",
+    )
     services = _load_services(
         knowledge_dir / "services.yaml", rules, definitions, valuesets, problems
     )
@@ -200,13 +234,23 @@ def _compile_valuesets(
         codes: set[tuple[str, str]] = set()
         prefixes: set[tuple[str, str]] = set()
         displays: dict[tuple[str, str], str] = {}
-        for entry in vs.codes:
-            code = normalize_code(entry.system, entry.code)
-            if code is None:
-                problems.add(folder / f"{vs_id}.yaml", f"codes: unusable code {entry.code!r}")
+        for index, entry in enumerate(vs.codes):
+            system = canonical_system(entry.system) or entry.system
+            if not system.startswith(("http://", "https://", "urn:")):
+                problems.add(
+                    folder / f"{vs_id}.yaml",
+                    f"codes.{index}.system: {entry.system!r} is neither a code system URI nor "
+                    f"one of {', '.join(SYSTEM_SHORTHANDS)}",
+                )
                 continue
-            codes.add((entry.system, code))
-            displays[(entry.system, code)] = entry.display
+            code = normalize_code(system, entry.code)
+            if code is None:
+                problems.add(
+                    folder / f"{vs_id}.yaml", f"codes.{index}.code: unusable code {entry.code!r}"
+                )
+                continue
+            codes.add((system, code))
+            displays[(system, code)] = entry.display
         for family in vs.families:
             prefix = normalize_code(family.system_uri, family.prefix)
             if prefix:
@@ -276,7 +320,7 @@ def _load_education(folder: Path, problems: _Problems) -> dict[str, EducationPag
             problems.add(path, "needs a YAML front matter block between '---' lines")
             continue
         try:
-            meta = yaml.safe_load(match.group(1))
+            meta = load_yaml_text(match.group(1))
         except yaml.YAMLError as exc:
             problems.add(path, f"front matter: {exc}")
             continue
@@ -369,6 +413,45 @@ def iter_nodes(node: Node) -> Iterator[Node]:
         yield from iter_nodes(child)
 
 
+_STATUS_KINDS = ("condition", "medication")
+
+
+def _depends_on(node: Node) -> list[str]:
+    """Definitions a node needs: the ones it references and the ones its anchors name."""
+    names: list[str] = []
+    for sub in iter_nodes(node):
+        if sub.ref is not None:
+            names.append(sub.ref)
+        fact = sub.fact()
+        if fact is not None:
+            names += [a.name for a in (fact[1].after, fact[1].before) if a is not None]
+    return names
+
+
+def _definition_cycles(definitions: dict[str, Node]) -> list[list[str]]:
+    """Each cycle among definitions once, as the path that closes it (``a -> b -> a``)."""
+    graph = {
+        name: [d for d in _depends_on(node) if d in definitions]
+        for name, node in definitions.items()
+    }
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    cycles: list[list[str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in graph[name]:
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
 def _check_references(
     problems: _Problems,
     *,
@@ -384,19 +467,22 @@ def _check_references(
 ) -> None:
     headings = {s.heading for s in source.sections} if source else set()
 
-    def check_node(path: Path, where: str, node: Node, stack: tuple[str, ...]) -> None:
+    def check_node(path: Path, where: str, node: Node) -> None:
         for sub in iter_nodes(node):
-            if sub.ref is not None:
-                if sub.ref not in definitions:
-                    problems.add(path, f"{where}: unknown definition {sub.ref!r}")
-                elif sub.ref in stack:
-                    problems.add(path, f"{where}: definition cycle through {sub.ref!r}")
+            if sub.ref is not None and sub.ref not in definitions:
+                problems.add(path, f"{where}: unknown definition {sub.ref!r}")
             fact = sub.fact()
             if fact is None:
                 continue
             kind, query = fact
             if query.valueset is None and kind not in ("research-subject",):
                 problems.add(path, f"{where}: a {kind} fact needs a valueset")
+            if query.status is not None and kind not in _STATUS_KINDS:
+                problems.add(
+                    path,
+                    f"{where}.{kind}.status: only condition and medication facts take a status "
+                    "(other kinds always apply their fixed filter)",
+                )
             for vs in (
                 query.valueset,
                 query.value.valueset if query.value else None,
@@ -421,14 +507,16 @@ def _check_references(
 
     defs_path = knowledge_dir / "definitions.yaml"
     for name, node in definitions.items():
-        check_node(defs_path, name, node, (name,))
+        check_node(defs_path, f"{name}.logic", node)
+    for cycle in _definition_cycles(definitions):
+        problems.add(defs_path, f"{cycle[0]}.logic: definition cycle {' -> '.join(cycle)}")
 
     for rule_id, rule in rules.items():
         path = rule_files[rule_id]
         for index, node in enumerate(rule.logic.inclusion):
-            check_node(path, f"logic.inclusion.{index}", node, ())
+            check_node(path, f"logic.inclusion.{index}", node)
         for index, node in enumerate(rule.logic.exclusion):
-            check_node(path, f"logic.exclusion.{index}", node, ())
+            check_node(path, f"logic.exclusion.{index}", node)
         template = templates.get(rule.card.template)
         if template is None:
             problems.add(path, f"card.template: unknown card template {rule.card.template!r}")
@@ -462,6 +550,51 @@ def _check_references(
                 )
 
 
+def _check_cases(
+    problems: _Problems,
+    *,
+    cases: dict[str, tuple[Case, ...]],
+    rules: dict[str, Rule],
+    fixtures: dict[str, dict[str, Any]],
+    definitions: dict[str, Node],
+    valuesets: dict[str, CompiledValueSet],
+    folder: Path,
+) -> None:
+    """A case must be runnable as written: a case that cannot fail is worse than none."""
+    for name, case_list in cases.items():
+        path = folder / f"{name}.cases.yaml"
+        rule = rules.get(name)
+        if rule is None:
+            problems.add(path, "no rule with this id")
+            continue
+        for index, case in enumerate(case_list):
+            where = f"{index} ({case.name})"
+            for fixture in case.fixtures:
+                if fixture not in fixtures:
+                    problems.add(path, f"{where}.fixtures: unknown fixture {fixture!r}")
+            hook = case.hook or rule.hooks[0]
+            if hook not in rule.hooks:
+                problems.add(path, f"{where}.hook: the rule does not run on {hook!r}")
+                continue
+            if not (case.null_prefetch or case.omit_prefetch):
+                continue
+            try:
+                keys = {k.name for k in plan_prefetch(hook, [rule], definitions, valuesets).keys}
+            except KeyError:
+                continue  # an unknown value set, already reported against the rule
+            for field_name, names in (
+                ("null_prefetch", case.null_prefetch),
+                ("omit_prefetch", case.omit_prefetch),
+            ):
+                for key in names:
+                    if key not in keys:
+                        problems.add(
+                            path,
+                            f"{where}.{field_name}: {key!r} is not a prefetch key of this rule "
+                            f"(keys: {', '.join(sorted(keys))})",
+                        )
+
+
 def _load_services(
     path: Path,
     rules: dict[str, Rule],
@@ -477,6 +610,12 @@ def _load_services(
     for index, entry in enumerate(data["services"]):
         spec = problems.parse(path, ServiceSpec, entry)
         if spec is None:
+            continue
+        if spec.hook not in HOOKS:
+            problems.add(
+                path,
+                f"services.{index}.hook: unknown hook {spec.hook!r}; known: {', '.join(HOOKS)}",
+            )
             continue
         if spec.id in out:
             problems.add(path, f"services.{index}.id: duplicate service id {spec.id!r}")

@@ -132,6 +132,12 @@ class FactQuery(_Schema):
         classmethod(lambda cls, v: _duration(v))
     )
 
+    @model_validator(mode="after")
+    def _latest_is_one(self) -> FactQuery:
+        if self.latest and (self.count is not None or self.trend is not None):
+            raise ValueError("'latest' keeps one result, so it cannot combine with count or trend")
+        return self
+
 
 class PatientQuery(_Schema):
     age_at_least: int | None = Field(None, ge=0)

@@ -43,6 +43,7 @@ class Item:
     id: str
     date: datetime | None
     codings: list[tuple[str, str, str]]  # (system, normalised code, display)
+    seq: int = 0  # position in the record: look-ups return items in this order
 
     def display(self) -> str:
         for _, _code, display in self.codings:
@@ -69,6 +70,7 @@ class PatientRecord:
         default_factory=lambda: defaultdict(list)
     )
     _found: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
+    _count: int = 0
 
     @classmethod
     def build(
@@ -89,6 +91,9 @@ class PatientRecord:
                 record.skipped += 1
                 continue
             rtype = resource.get("resourceType")
+            if not isinstance(rtype, str):
+                record.skipped += 1
+                continue
             if rtype == "Patient":
                 if record.patient is None and (
                     patient_id is None or resource.get("id") in (patient_id, None)
@@ -130,7 +135,9 @@ class PatientRecord:
             id=rid if isinstance(rid, str) else "",
             date=resource_date(resource),
             codings=codings,
+            seq=self._count,
         )
+        self._count += 1
         self.items[kind].append(item)
         seen: set[tuple[str, str]] = set()
         for system, code, _ in codings:
@@ -147,7 +154,12 @@ class PatientRecord:
                     self._by_prefix[(kind, system, code[:n])].append(item)
 
     def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
-        """Every item of ``kind`` with a code in ``valueset``, in record order, once each."""
+        """Every item of ``kind`` with a code in ``valueset``, in record order, once each.
+
+        Codes match exactly (ICD-10-CM after removing the dot); only a declared family
+        (``valueset.prefixes``) matches the codes under it. Record order, not the value set's
+        (hash-ordered) iteration, decides the order, so explanations are deterministic.
+        """
         cache_key = (kind, valueset.id)
         found = self._found.get(cache_key)
         if found is not None:
@@ -155,16 +167,13 @@ class PatientRecord:
         hits: dict[int, Item] = {}
         for system, code in valueset.codes:
             for item in self._by_code.get((kind, system, code), ()):
-                hits.setdefault(id(item), item)
-            if system == ICD10CM:
-                for item in self._by_prefix.get((kind, system, code), ()):
-                    hits.setdefault(id(item), item)
+                hits.setdefault(item.seq, item)
         for system, prefix in valueset.prefixes:
             for item in self._by_code.get((kind, system, prefix), ()):
-                hits.setdefault(id(item), item)
+                hits.setdefault(item.seq, item)
             for item in self._by_prefix.get((kind, system, prefix), ()):
-                hits.setdefault(id(item), item)
-        found = list(hits.values())
+                hits.setdefault(item.seq, item)
+        found = [hits[seq] for seq in sorted(hits)]
         self._found[cache_key] = found
         return found
 

@@ -122,6 +122,20 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@_command("generate")
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.scenarios import example_patients
+
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    now = _parse_now(args.now).date() if args.now else None
+    for scenario in example_patients(now=now, seed=args.seed):
+        path = outdir / f"{scenario.id}.json"
+        path.write_bytes(orjson.dumps(scenario.bundle, option=orjson.OPT_INDENT_2) + b"\n")
+        print(f"{path}  {scenario.title}")
+    return 0
+
+
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     from cds.cases import run_case
@@ -173,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--hook", default="patient-view", choices=HOOKS)
     evaluate.add_argument("--now", help="evaluation date, e.g. 2026-01-01 (default: now)")
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
+
+    generate = sub.add_parser("generate", help="write the synthetic example patients as Bundles")
+    generate.add_argument("outdir", help="directory to write <scenario-id>.json files into")
+    generate.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    generate.add_argument("--now", help="date the records are relative to (default: today)")
 
     knowledge = sub.add_parser("knowledge", help="check or export the knowledge")
     ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)

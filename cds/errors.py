@@ -4,6 +4,7 @@
 
     CdsError
     ├── KnowledgeError          knowledge/ or cards/ is invalid: the service refuses to start
+    ├── ConfigurationError      a setting or a configuration file is invalid: refuses to start
     └── RequestError            something about one call; mapped to an HTTP status in cds.app
         ├── BadRequest          400: malformed JSON or a body of the wrong shape
         ├── Unauthorized        401: missing or invalid client JWT (never says why)
@@ -11,6 +12,7 @@
         ├── PayloadTooLarge     413: body over CDS_MAX_BODY_BYTES
         ├── UnsupportedMedia    415: content type is not JSON
         ├── PrefetchUnavailable 412: required data neither prefetched nor fetchable
+        ├── ServiceUnavailable  503: a part the route needs (the database) is not there
         └── FhirServerError     the FHIR server failed (degraded per key, or 412)
 
 Only :mod:`cds.app` turns these into HTTP responses (OperationOutcome bodies);
@@ -22,11 +24,13 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "CdsError",
+    "ConfigurationError",
     "FhirServerError",
     "KnowledgeError",
     "PayloadTooLarge",
     "PrefetchUnavailable",
     "RequestError",
+    "ServiceUnavailable",
     "Unauthorized",
     "UnknownService",
     "UnsupportedMedia",
@@ -43,6 +47,14 @@ class KnowledgeError(CdsError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid knowledge:\n  " + "\n  ".join(problems))
+
+
+class ConfigurationError(CdsError):
+    """A setting or a file it names is invalid; ``problems`` names the file and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 class RequestError(CdsError):
@@ -91,6 +103,11 @@ class UnsupportedMedia(RequestError):
 class PrefetchUnavailable(RequestError):
     status = 412
     code = "incomplete"
+
+
+class ServiceUnavailable(RequestError):
+    status = 503
+    code = "transient"
 
 
 class FhirServerError(RequestError):

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; a postgresql:// URL replaces the SQLite default."
     )
+    migrate_on_start: bool = Field(
+        True, description="Bring the database schema up to date (Alembic) when the app starts."
+    )
     knowledge_dir: Path = Field(_REPO_ROOT / "knowledge", description="Rules and value sets.")
     cards_dir: Path = Field(_REPO_ROOT / "cards", description="Card templates and education.")
     public_base_url: str = Field(
@@ -41,6 +44,15 @@ class Settings(BaseSettings):
         None, description="YAML file of trusted EHR clients (iss, jwks_url or jwks, jku)."
     )
     jwt_leeway_seconds: int = Field(60, description="Clock skew allowed on exp and iat.")
+    jwt_max_lifetime_seconds: int = Field(
+        3600, description="Refuse client JWTs whose exp is further than this in the future."
+    )
+    jwks_min_refresh_seconds: float = Field(
+        30.0, description="Least time between two fetches of one JWK Set (unknown kid refresh)."
+    )
+    jwks_max_age_seconds: int = Field(
+        3600, description="Fetch a client's JWK Set again when the cached copy is this old."
+    )
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins, or `*`; empty allows none."
     )

@@ -35,16 +35,32 @@ def is_loopback_url(url: str) -> bool:
 def check_fhir_server_url(url: str, *, allow_http: bool) -> str | None:
     """None if we may call ``url``; otherwise why not."""
     parts = urlsplit(url)
+    try:
+        _ = parts.port  # raises on a port that is not a number in range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        return "fhirServer is not a valid URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "fhirServer is not an http(s) URL"
+    if parts.query or parts.fragment:
+        return "fhirServer must be a base URL without query or fragment"
     if parts.scheme == "http" and not (allow_http or is_loopback_url(url)):
         return "fhirServer must use https (set CDS_ALLOW_HTTP_FHIR to allow plain http)"
     return None
 
 
-def _same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port
 
 
 class FhirClient:
@@ -63,11 +79,28 @@ class FhirClient:
         self._headers = {"Accept": "application/fhir+json"}
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
-        self._max_pages = max_pages
+        self._max_pages = max(1, max_pages)
+        self._origin = _origin(self._base)
+
+    def resolve(self, url: str) -> str:
+        """``url`` made absolute against the FHIR base (a search, a read or a ``next`` link)."""
+        return urljoin(self._base, url if urlsplit(url).scheme else url.lstrip("/"))
+
+    def owns(self, url: str) -> bool:
+        """True when ``url`` is on the FHIR server's own origin: only there goes our token."""
+        return self._origin is not None and _origin(self.resolve(url)) == self._origin
 
     async def fetch(self, relative: str) -> list[dict[str, Any]]:
-        """Run a read (``Patient/1``) or search (``Condition?patient=1``); all pages' resources."""
-        url = urljoin(self._base, relative.lstrip("/"))
+        """Run a read (``Patient/1``) or search (``Condition?patient=1``); all pages' resources.
+
+        An absolute URL (a ``next`` link from prefetch) must be on the server's own origin.
+        Pages beyond the cap, ``next`` links to another origin and link loops are not followed.
+        """
+        if not self.owns(relative):
+            raise FhirServerError(
+                "refusing to send the access token to another origin", kind="foreign-origin"
+            )
+        url = self.resolve(relative)
         resources: list[dict[str, Any]] = []
         seen: set[str] = set()
         for _ in range(self._max_pages):
@@ -79,7 +112,8 @@ class FhirClient:
                         "the FHIR server answered with an OperationOutcome", kind="outcome"
                     )
                 return [body]
-            for entry in body.get("entry") or ():
+            entries = body.get("entry")
+            for entry in entries if isinstance(entries, list) else ():
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     resource = entry["resource"]
                     search = entry.get("search")
@@ -90,7 +124,7 @@ class FhirClient:
             if next_url is None:
                 return resources
             next_url = urljoin(url, next_url)
-            if not _same_origin(next_url, self._base) or next_url in seen:
+            if not self.owns(next_url) or next_url in seen:
                 return resources
             url = next_url
         return resources
@@ -100,11 +134,11 @@ class FhirClient:
             response = await self._http.get(url, headers=self._headers)
         except httpx.TimeoutException as exc:
             raise FhirServerError("the FHIR server did not answer in time", kind="timeout") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FhirServerError("the FHIR server could not be reached", kind="connect") from exc
         if response.status_code in (401, 403):
             raise FhirServerError("the FHIR server refused our access token", kind="unauthorized")
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # redirects are not followed: they could leak the token
             raise FhirServerError(
                 f"the FHIR server answered HTTP {response.status_code}",
                 kind=f"http-{response.status_code // 100}xx",
@@ -125,7 +159,8 @@ class FhirClient:
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or ():
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
         if (
             isinstance(link, dict)
             and link.get("relation") == "next"

@@ -7,7 +7,9 @@ pass); what we emit is strict: every spec object has a model, and :func:`dump_re
 
 from __future__ import annotations
 
+import re
 import uuid as uuid_module
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +27,7 @@ __all__ = [
     "HookRequest",
     "Link",
     "OverrideReason",
+    "ReceivedCoding",
     "ServiceDescriptor",
     "Source",
     "Suggestion",
@@ -114,8 +117,8 @@ class Card(_Strict):
     def _selection_behavior_with_suggestions(self) -> Card:
         if self.suggestions and self.selection_behavior is None:
             raise ValueError("selectionBehavior is required when suggestions are present")
-        if self.selection_behavior == "at-most-one" and not self.suggestions:
-            self.selection_behavior = None
+        if not self.suggestions:
+            self.selection_behavior = None  # meaningless without suggestions
         return self
 
 
@@ -199,8 +202,20 @@ class HookRequest(_Tolerant):
         return f"HookRequest(hook={self.hook!r}, hookInstance={self.hook_instance!r})"
 
 
+class ReceivedCoding(_Tolerant):
+    """A Coding sent to us: ``version``, ``userSelected`` or ``extension`` may come along."""
+
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+
+# A date, a time and a zone are all required (Python alone would also take a bare date).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 class OverrideReasonFeedback(_Tolerant):
-    reason: Coding | None = None
+    reason: ReceivedCoding | None = None
     user_comment: str | None = Field(None, alias="userComment", max_length=4000)
 
 
@@ -220,12 +235,13 @@ class FeedbackItem(_Tolerant):
     @field_validator("outcome_timestamp")
     @classmethod
     def _rfc3339(cls, value: str) -> str:
-        from datetime import datetime
-
+        match = _RFC3339.fullmatch(value)
         try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError("outcomeTimestamp must be an RFC 3339 date-time") from exc
+            if match is None:
+                raise ValueError(value)
+            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("outcomeTimestamp must be an RFC 3339 date-time") from None
         return value
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from cds.errors import FhirServerError
 from cds.fhir_client import FhirClient
@@ -44,7 +45,11 @@ class ResolvedData:
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
-    """Fill ``{{context.x}}`` and ``{{userXxxId}}`` tokens; None if a token has no value."""
+    """Fill ``{{context.x}}`` and ``{{userXxxId}}`` tokens; None if a token has no value.
+
+    Values are percent-encoded, so a context value can neither add query parameters nor
+    climb out of the FHIR base path (``..`` alone is refused: it is not a FHIR id).
+    """
     missing = False
 
     def substitute(match: re.Match[str]) -> str:
@@ -58,10 +63,10 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
             prefix = _USER_TOKENS[token] + "/"
             if isinstance(user, str) and user.startswith(prefix):
                 value = user.removeprefix(prefix)
-        if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        if not isinstance(value, str | int) or isinstance(value, bool) or value in ("", ".", ".."):
             missing = True
             return ""
-        return str(value)
+        return quote(str(value), safe="")
 
     rendered = _TOKEN.sub(substitute, template)
     return None if missing else rendered
@@ -80,7 +85,8 @@ def split_prefetch_value(value: Any) -> tuple[str, list[Any], str | None]:
         return "data", [value], None
     resources: list[Any] = []
     outcomes = 0
-    for entry in value.get("entry") or ():
+    entries = value.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
@@ -91,7 +97,8 @@ def split_prefetch_value(value: Any) -> tuple[str, list[Any], str | None]:
     if outcomes and not resources:
         return "outcome", [], None
     next_url = None
-    for link in value.get("link") or ():
+    links = value.get("link")
+    for link in links if isinstance(links, list) else ():
         if (
             isinstance(link, dict)
             and link.get("relation") == "next"
@@ -109,6 +116,12 @@ async def resolve_prefetch(
     budget_seconds: float,
     no_client_reason: str = "no fhirServer in the request",
 ) -> ResolvedData:
+    """Collect every key's resources; fetch the missing ones in parallel within the budget.
+
+    A paged prefetch Bundle keeps its first page; the rest is fetched only when the ``next``
+    link points at the request's own FHIR server (the token goes nowhere else). Queries that
+    finish within the budget are kept when others time out.
+    """
     data = ResolvedData()
     prefetch = request.prefetch or {}
     jobs: dict[str, str] = {}
@@ -120,7 +133,7 @@ async def resolve_prefetch(
             if kind in ("data", "null") and next_url is None:
                 continue
             if kind == "data" and next_url is not None:
-                if client is not None:
+                if client is not None and client.owns(next_url):
                     jobs[key.name] = next_url
                 continue  # keep the first page if we cannot follow the rest
         if query is None:
@@ -132,26 +145,29 @@ async def resolve_prefetch(
     if not jobs:
         return data
     assert client is not None
-    names = list(jobs)
+    tasks = {name: asyncio.create_task(client.fetch(url)) for name, url in jobs.items()}
+    late: set[asyncio.Task[list[dict[str, Any]]]] = set(tasks.values())
     try:
-        async with asyncio.timeout(budget_seconds):
-            results = await asyncio.gather(
-                *(client.fetch(jobs[name]) for name in names), return_exceptions=True
-            )
-    except TimeoutError:
-        for name in names:
-            data.unavailable.setdefault(
-                name, "the FHIR server did not answer within the time budget"
-            )
-        data.fetch_errors.append("timeout")
-        return data
-    for name, result in zip(names, results, strict=True):
-        if isinstance(result, FhirServerError):
-            data.unavailable[name] = result.diagnostics
-            data.fetch_errors.append(result.kind)
-        elif isinstance(result, BaseException):
-            raise result
+        _, late = await asyncio.wait(late, timeout=budget_seconds)
+    finally:  # also when this call itself is cancelled: no fetch outlives it
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    unexpected: list[BaseException] = []
+    for name, task in tasks.items():
+        if task in late:
+            data.unavailable[name] = "the FHIR server did not answer within the time budget"
+            data.fetch_errors.append("timeout")
+            continue
+        error = task.exception()
+        if isinstance(error, FhirServerError):
+            data.unavailable[name] = error.diagnostics
+            data.fetch_errors.append(error.kind)
+        elif error is not None:
+            unexpected.append(error)
         else:
             data.fetched.append(name)
-            data.resources.extend(result)
+            data.resources.extend(task.result())
+    if unexpected:  # a bug, not a FHIR server failure: let it become a 500
+        raise unexpected[0]
     return data

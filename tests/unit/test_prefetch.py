@@ -1,0 +1,313 @@
+"""Prefetch: template tokens, and absent vs null vs OperationOutcome vs paged Bundle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from cds.fhir_client import FhirClient
+from cds.hooks import HookRequest
+from cds.prefetch import ResolvedData, render_template, resolve_prefetch, split_prefetch_value
+from cds.prefetch_plan import PrefetchKey, PrefetchPlan
+
+BASE = "https://ehr.example/fhir"
+PLAN = PrefetchPlan(
+    keys=(
+        PrefetchKey("patient", "Patient/{{context.patientId}}", "Patient", required=True),
+        PrefetchKey("conditions", "Condition?patient={{context.patientId}}", "Condition"),
+    ),
+    rule_keys={},
+)
+PATIENT = {"resourceType": "Patient", "id": "p1"}
+CONDITION = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}}
+OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "timeout"}],
+}
+
+
+def _bundle(*resources: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in resources],
+    }
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "context", "expected"),
+    [
+        ("Patient/{{context.patientId}}", {"patientId": "p1"}, "Patient/p1"),
+        ("Patient/{{ context.patientId }}", {"patientId": "p1"}, "Patient/p1"),
+        (
+            "Encounter/{{context.encounterId}}?x={{context.patientId}}",
+            {"patientId": "p1", "encounterId": 7},
+            "Encounter/7?x=p1",
+        ),
+        (
+            "Practitioner/{{userPractitionerId}}",
+            {"userId": "Practitioner/dr-x"},
+            "Practitioner/dr-x",
+        ),
+        (
+            "PractitionerRole/{{userPractitionerRoleId}}",
+            {"userId": "PractitionerRole/123"},
+            "PractitionerRole/123",
+        ),
+        ("Patient/{{userPatientId}}", {"userId": "Patient/me"}, "Patient/me"),
+        ("RelatedPerson/{{userRelatedPersonId}}", {"userId": "RelatedPerson/r"}, "RelatedPerson/r"),
+        ("Observation?code=http://loinc.org|1-8", {}, "Observation?code=http://loinc.org|1-8"),
+        # A value cannot add query parameters or climb out of the base path.
+        (
+            "Condition?patient={{context.patientId}}",
+            {"patientId": "1&_count=1000"},
+            "Condition?patient=1%26_count%3D1000",
+        ),
+        ("Patient/{{context.patientId}}", {"patientId": "../../x"}, "Patient/..%2F..%2Fx"),
+    ],
+)
+def test_render_template(template: str, context: dict[str, Any], expected: str) -> None:
+    assert render_template(template, context) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "context"),
+    [
+        ("Patient/{{context.patientId}}", {}),
+        ("Patient/{{context.patientId}}", {"patientId": ""}),
+        ("Patient/{{context.patientId}}", {"patientId": None}),
+        ("Patient/{{context.patientId}}", {"patientId": True}),
+        ("Patient/{{context.patientId}}", {"patientId": {"id": "x"}}),
+        ("Patient/{{context.patientId}}", {"patientId": ".."}),
+        # userId names another kind of user than the token asks for
+        ("Practitioner/{{userPractitionerId}}", {"userId": "PractitionerRole/123"}),
+        ("Practitioner/{{userPractitionerId}}", {}),
+        ("Practitioner/{{userPractitionerId}}", {"userId": "Practitioner/"}),
+        ("X/{{unknownToken}}", {"unknownToken": "v"}),
+    ],
+)
+def test_render_template_without_a_value_is_none(template: str, context: dict[str, Any]) -> None:
+    assert render_template(template, context) is None
+
+
+# --- classifying one prefetch value -----------------------------------------------------------
+
+
+def test_split_prefetch_value_kinds() -> None:
+    assert split_prefetch_value(None) == ("null", [], None)
+    assert split_prefetch_value(OUTCOME) == ("outcome", [], None)
+    assert split_prefetch_value("not a resource") == ("outcome", [], None)
+    assert split_prefetch_value(PATIENT) == ("data", [PATIENT], None)
+    assert split_prefetch_value(_bundle(CONDITION)) == ("data", [CONDITION], None)
+    assert split_prefetch_value(_bundle()) == ("data", [], None)
+    paged = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    assert split_prefetch_value(paged) == ("data", [CONDITION], f"{BASE}/Condition?page=2")
+    # A Bundle holding only OperationOutcomes is a failed fetch, not "no data".
+    assert split_prefetch_value(_bundle(OUTCOME))[0] == "outcome"
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {"resourceType": "Bundle", "entry": 5},
+        {"resourceType": "Bundle", "entry": "x", "link": 3},
+        {"resourceType": "Bundle", "entry": [None, 1, {"resource": "x"}], "link": [None]},
+    ],
+)
+def test_malformed_bundles_give_no_resources_rather_than_an_error(bundle: dict[str, Any]) -> None:
+    assert split_prefetch_value(bundle) == ("data", [], None)
+
+
+# --- resolving a whole plan -------------------------------------------------------------------
+
+
+class FakeServer:
+    """Answers FHIR GETs from a dict of path+query -> body; records what it was asked."""
+
+    def __init__(self, routes: dict[str, Any], *, delay: dict[str, float] | None = None) -> None:
+        self.routes = routes
+        self.delay = delay or {}
+        self.seen: list[str] = []
+        self.auth: list[str | None] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        key = request.url.raw_path.decode()
+        self.seen.append(key)
+        self.auth.append(request.headers.get("authorization"))
+        if key in self.delay:
+            await asyncio.sleep(self.delay[key])
+        if key not in self.routes:
+            return httpx.Response(404, json=OUTCOME)
+        return httpx.Response(200, json=self.routes[key])
+
+
+def _resolve(
+    body: dict[str, Any],
+    server: FakeServer | None,
+    *,
+    budget: float = 5.0,
+    plan: PrefetchPlan = PLAN,
+) -> ResolvedData:
+    request = HookRequest.model_validate(
+        {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "p1"}, **body}
+    )
+
+    async def run() -> ResolvedData:
+        if server is None:
+            return await resolve_prefetch(request, plan, None, budget_seconds=budget)
+        transport = httpx.MockTransport(server.handle)
+        async with httpx.AsyncClient(transport=transport) as http:
+            client = FhirClient(http, BASE, access_token="tok", max_pages=5)
+            return await resolve_prefetch(request, plan, client, budget_seconds=budget)
+
+    return asyncio.run(run())
+
+
+def _ids(data: ResolvedData) -> list[str]:
+    return [f"{r['resourceType']}/{r['id']}" for r in data.resources]
+
+
+def test_full_prefetch_needs_no_server() -> None:
+    data = _resolve({"prefetch": {"patient": PATIENT, "conditions": _bundle(CONDITION)}}, None)
+    assert _ids(data) == ["Patient/p1", "Condition/c1"]
+    assert data.unavailable == {}
+    assert data.fetched == []
+
+
+def test_null_means_no_data_and_is_not_fetched() -> None:
+    server = FakeServer({"/fhir/Patient/p1": PATIENT})
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": None}}, server
+    )
+    assert data.unavailable == {}
+    assert server.seen == []
+    assert _ids(data) == ["Patient/p1"]
+
+
+def test_absent_key_is_fetched_with_the_bearer_token() -> None:
+    server = FakeServer({"/fhir/Condition?patient=p1": _bundle(CONDITION)})
+    data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server)
+    assert server.seen == ["/fhir/Condition?patient=p1"]
+    assert server.auth == ["Bearer tok"]
+    assert data.fetched == ["conditions"]
+    assert _ids(data) == ["Patient/p1", "Condition/c1"]
+
+
+def test_absent_prefetch_fetches_every_key_in_parallel() -> None:
+    server = FakeServer(
+        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": _bundle(CONDITION)},
+        delay={"/fhir/Patient/p1": 0.05, "/fhir/Condition?patient=p1": 0.05},
+    )
+    data = _resolve({"fhirServer": BASE}, server)
+    assert sorted(server.seen) == ["/fhir/Condition?patient=p1", "/fhir/Patient/p1"]
+    assert sorted(data.fetched) == ["conditions", "patient"]
+
+
+def test_operation_outcome_is_refetched() -> None:
+    server = FakeServer({"/fhir/Condition?patient=p1": _bundle(CONDITION)})
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": OUTCOME}}, server
+    )
+    assert data.fetched == ["conditions"]
+    assert data.unavailable == {}
+
+
+def test_operation_outcome_without_server_is_unavailable() -> None:
+    data = _resolve({"prefetch": {"patient": PATIENT, "conditions": OUTCOME}}, None)
+    assert data.unavailable == {"conditions": "no fhirServer in the request"}
+
+
+def test_absent_key_without_server_is_unavailable() -> None:
+    data = _resolve({"prefetch": {"conditions": _bundle()}}, None)
+    assert data.unavailable == {"patient": "no fhirServer in the request"}
+
+
+def test_missing_context_value_is_unavailable_not_fetched() -> None:
+    plan = PrefetchPlan(
+        keys=(PrefetchKey("encounter", "Encounter/{{context.encounterId}}", "Encounter"),),
+        rule_keys={},
+    )
+    server = FakeServer({})
+    data = _resolve({"fhirServer": BASE}, server, plan=plan)
+    assert data.unavailable == {"encounter": "the template's context value is missing"}
+    assert server.seen == []
+
+
+def test_paged_prefetch_bundle_is_completed_from_the_server() -> None:
+    page2 = _bundle({**CONDITION, "id": "c2"})
+    server = FakeServer({"/fhir/Condition?page=2": page2})
+    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
+    )
+    assert _ids(data) == ["Patient/p1", "Condition/c1", "Condition/c2"]
+    assert server.auth == ["Bearer tok"]
+
+
+def test_paged_prefetch_bundle_keeps_first_page_without_server() -> None:
+    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    data = _resolve({"prefetch": {"patient": PATIENT, "conditions": first}}, None)
+    assert _ids(data) == ["Patient/p1", "Condition/c1"]
+    assert data.unavailable == {}
+
+
+def test_paged_prefetch_next_link_to_another_origin_is_not_followed() -> None:
+    server = FakeServer({})
+    first = _bundle(CONDITION, next_url="https://elsewhere.example/fhir/Condition?page=2")
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
+    )
+    assert server.seen == []  # the token went nowhere
+    assert _ids(data) == ["Patient/p1", "Condition/c1"]
+
+
+def test_failed_fetch_is_unavailable_with_its_kind() -> None:
+    server = FakeServer({})  # 404 for everything
+    data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server)
+    assert data.unavailable == {"conditions": "the FHIR server answered HTTP 404"}
+    assert data.fetch_errors == ["http-4xx"]
+
+
+def test_budget_keeps_what_finished_in_time() -> None:
+    server = FakeServer(
+        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": _bundle(CONDITION)},
+        delay={"/fhir/Condition?patient=p1": 30.0},
+    )
+    data = _resolve({"fhirServer": BASE}, server, budget=0.3)
+    assert data.fetched == ["patient"]
+    assert data.unavailable == {
+        "conditions": "the FHIR server did not answer within the time budget"
+    }
+    assert data.fetch_errors == ["timeout"]
+    assert _ids(data) == ["Patient/p1"]
+
+
+def test_unexpected_errors_are_not_swallowed() -> None:
+    class Boom(Exception):
+        pass
+
+    def explode(_: httpx.Request) -> httpx.Response:
+        raise Boom
+
+    handler: Callable[[httpx.Request], httpx.Response] = explode
+
+    async def run() -> None:
+        request = HookRequest.model_validate(
+            {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "p1"}}
+        )
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            client = FhirClient(http, BASE, access_token=None, max_pages=1)
+            await resolve_prefetch(request, PLAN, client, budget_seconds=5)
+
+    with pytest.raises(Boom):
+        asyncio.run(run())

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     )
     knowledge_dir: Path = Field(_REPO_ROOT / "knowledge", description="Rules and value sets.")
     cards_dir: Path = Field(_REPO_ROOT / "cards", description="Card templates and education.")
+    synthea_dir: Path | None = Field(
+        _REPO_ROOT.parent / "shared" / "data" / "synthea",
+        description="Synthea bundles (*.json.bz2) the preview page offers, when the folder exists.",
+    )
     public_base_url: str = Field(
         "http://127.0.0.1:8080",
         description="The URL EHRs use to reach us; JWT `aud` and links are built from it.",

@@ -1,0 +1,86 @@
+"""The patient education pages: readable, structured, and traced to the source document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+from cds.knowledge import Knowledge
+from cds.rules import EducationPage
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_GRADE = 8.0
+# One page per topic of the document (clinical-content issue); more may be added.
+TOPICS = (
+    "what-is-metastatic-recurrent",
+    "symptoms-by-site",
+    "when-to-call-your-doctor",
+    "tests-and-exams",
+    "treatment-options",
+    "treating-symptoms",
+    "clinical-trials",
+    "palliative-and-end-of-life-care",
+    "self-care",
+    "complementary-therapies",
+    "getting-support",
+    "body-changes-after-treatment",
+)
+SLUGS = sorted(path.stem for path in (REPO / "cards" / "education").glob("*.md"))
+
+
+def _heading_levels(markdown: str) -> list[int]:
+    tokens = MarkdownIt("commonmark").parse(markdown)
+    return [int(token.tag[1]) for token in tokens if token.type == "heading_open"]
+
+
+def test_every_topic_of_the_document_has_a_page(knowledge: Knowledge) -> None:
+    missing = sorted(set(TOPICS) - set(knowledge.education))
+    assert not missing, f"no education page for {missing}"
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_page_reads_at_grade_eight_or_below(
+    slug: str, knowledge: Knowledge, fk_grade: Callable[[str], float]
+) -> None:
+    grade = fk_grade(knowledge.education[slug].body)
+    assert grade <= MAX_GRADE, f"{slug}: Flesch-Kincaid grade {grade:.1f} > {MAX_GRADE}"
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_page_has_real_headings_under_its_title(slug: str, knowledge: Knowledge) -> None:
+    levels = _heading_levels(knowledge.education[slug].body)
+    assert 2 in levels, f"{slug}: no level-2 (##) heading"
+    assert 1 not in levels, f"{slug}: the title is the page's only level-1 heading"
+    for before, after in zip([1, *levels], levels, strict=False):
+        assert after <= before + 1, f"{slug}: heading level jumps from {before} to {after}"
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_page_cites_clinical_sections_of_the_document(slug: str, knowledge: Knowledge) -> None:
+    page = knowledge.education[slug]
+    clinical = {s.heading for s in knowledge.source.sections if s.clinical}
+    assert page.sections, f"{slug}: cites no section"
+    not_clinical = [s for s in page.sections if s not in clinical]
+    assert not not_clinical, f"{slug}: cites sections with no clinical content {not_clinical}"
+
+
+def test_the_grade_measure_tells_hard_text_from_easy_text(
+    fk_grade: Callable[[str], float],
+) -> None:
+    easy = "## Rest\n\nRest when you are tired. Ask for help. Call your nurse.\n"
+    hard = (
+        "## Considerations\n\nComprehensive multidisciplinary evaluation, incorporating "
+        "radiological characterisation, histopathological confirmation and individualised "
+        "therapeutic stratification, constitutes the fundamental prerequisite preceding "
+        "systemic pharmacological intervention.\n"
+    )
+    assert fk_grade(easy) <= MAX_GRADE < fk_grade(hard)
+
+
+def test_a_page_without_a_level_two_heading_is_caught() -> None:
+    page = EducationPage(slug="x", title="X", summary="x", sections=("Self-Care",), body="Hi.\n")
+    assert 2 not in _heading_levels(page.body)
+    assert _heading_levels("# Top\n\n### Deep\n") == [1, 3]

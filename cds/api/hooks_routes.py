@@ -39,13 +39,14 @@ def _runtime(request: Request) -> Runtime:
 
 def validation_message(exc: ValidationError, what: str) -> BadRequest:
     """A 400 naming each bad field; never echoes the submitted values (they may be PHI)."""
+    errors = exc.errors(include_input=False, include_url=False)[:10]
+    paths = [".".join(str(p) for p in err["loc"]) for err in errors]
     problems = [
-        f"{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}"
-        for err in exc.errors()[:10]
+        f"{path or '(body)'}: {err['msg']}" for path, err in zip(paths, errors, strict=True)
     ]
     return BadRequest(
         f"invalid {what}: " + "; ".join(problems),
-        expression=[".".join(str(p) for p in err["loc"]) for err in exc.errors()[:10]],
+        expression=[path for path in paths if path],  # the body itself has no expression
     )
 
 

@@ -143,7 +143,14 @@ class _Evaluator:
 
     def _compute(self, node: Node) -> _Result:
         if node.ref is not None:
-            return self.node(self.knowledge.definitions[node.ref])
+            target = self.knowledge.definitions[node.ref]
+            result = self.node(target)
+            fact = target.fact()
+            if result.holds and fact is not None and fact[1].label is None:
+                # A one-fact definition is named by its description in explanations.
+                label = self._label(node)
+                return _Result(True, tuple((label, item) for _, item in result.items))
+            return result
         if node.all_ is not None:
             parts = [self.node(child) for child in node.all_]
             if not all(p.holds for p in parts):

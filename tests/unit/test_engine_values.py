@@ -1,0 +1,271 @@
+"""Observation values: latest-value semantics, numeric thresholds with units, interpretation
+flags, counts, components and trends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds.knowledge import Knowledge
+from tests.unit.knowledge_tree import (
+    SNOMED,
+    Tree,
+    fired,
+    make_rule,
+    observation,
+    quantity,
+)
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Knowledge:
+    return Tree(tmp_path_factory.mktemp("engine-values")).load()
+
+
+def _fires(kb: Knowledge, query: dict[str, Any], resources: list[dict[str, Any]]) -> bool:
+    return fired(kb, make_rule([{"observation": query}]), resources) is not None
+
+
+def _her2(rid: str, date: str | None, answer: str, **extra: Any) -> dict[str, Any]:
+    code = {"negative": "260385009", "positive": "10828004"}[answer]
+    return observation(
+        rid,
+        "48676-1",
+        date,
+        valueCodeableConcept={"coding": [{"system": SNOMED, "code": code, "display": answer}]},
+        **extra,
+    )
+
+
+LATEST_NEGATIVE = {"valueset": "her2-result", "latest": True, "value": {"valueset": "negative"}}
+
+
+def test_latest_value_decides_not_any_value(kb: Knowledge) -> None:
+    older_negative = [_her2("h1", "2020-01-01", "negative"), _her2("h2", "2024-01-01", "positive")]
+    assert not _fires(kb, LATEST_NEGATIVE, older_negative)
+    newer_negative = [_her2("h1", "2020-01-01", "positive"), _her2("h2", "2024-01-01", "negative")]
+    assert _fires(kb, LATEST_NEGATIVE, newer_negative)
+    # without latest, any negative result is enough
+    anywhere = {"valueset": "her2-result", "value": {"valueset": "negative"}}
+    assert _fires(kb, anywhere, older_negative)
+
+
+def test_latest_cites_only_the_latest_result(kb: Knowledge) -> None:
+    rule = make_rule([{"observation": LATEST_NEGATIVE}])
+    resources = [_her2("h1", "2020-01-01", "negative"), _her2("h2", "2024-01-01", "negative")]
+    result = fired(kb, rule, resources)
+    assert result is not None
+    assert [e.resource_id for e in result.evidence] == ["h2"]
+    assert result.evidence[0].value == "negative"
+
+
+def test_latest_ignores_results_that_are_not_final(kb: Knowledge) -> None:
+    resources = [
+        _her2("h1", "2020-01-01", "negative"),
+        _her2("h2", "2024-01-01", "positive", status="entered-in-error"),
+    ]
+    assert _fires(kb, LATEST_NEGATIVE, resources)
+
+
+def test_latest_with_undated_results_prefers_a_dated_one(kb: Knowledge) -> None:
+    resources = [_her2("h1", "2020-01-01", "negative"), _her2("h0", None, "positive")]
+    assert _fires(kb, LATEST_NEGATIVE, resources)
+
+
+def test_latest_within_a_window(kb: Knowledge) -> None:
+    query = {**LATEST_NEGATIVE, "within": "P1Y"}
+    assert not _fires(kb, query, [_her2("h1", "2020-01-01", "negative")])
+    assert _fires(kb, query, [_her2("h1", "2026-01-01", "negative")])
+
+
+def _calcium(rid: str, value: Any, unit: str = "mg/dL", date: str = "2026-05-01") -> dict[str, Any]:
+    return observation(rid, "17861-6", date, valueQuantity=quantity(value, unit))
+
+
+@pytest.mark.parametrize(
+    ("op", "threshold", "below", "at", "above"),
+    [
+        ("gt", 10.5, False, False, True),
+        ("gte", 10.5, False, True, True),
+        ("lt", 10.5, True, False, False),
+        ("lte", 10.5, True, True, False),
+    ],
+)
+def test_numeric_thresholds_below_at_above(
+    kb: Knowledge, op: str, threshold: float, below: bool, at: bool, above: bool
+) -> None:
+    query = {"valueset": "calcium", "value": {op: threshold, "unit": "mg/dL"}}
+    assert _fires(kb, query, [_calcium("c", 10.4)]) is below
+    assert _fires(kb, query, [_calcium("c", 10.5)]) is at
+    assert _fires(kb, query, [_calcium("c", 10.6)]) is above
+
+
+def test_a_range_uses_two_bounds(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "value": {"gte": 8.5, "lt": 10.5}}
+    assert _fires(kb, query, [_calcium("c", 9)])
+    assert not _fires(kb, query, [_calcium("c", 10.5)])
+    assert not _fires(kb, query, [_calcium("c", 8.4)])
+
+
+def test_units_must_match_when_the_rule_names_one(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "value": {"gt": 10.5, "unit": "mg/dL"}}
+    assert not _fires(kb, query, [_calcium("c", 12, unit="mmol/L")])
+    by_unit_text_only = observation(
+        "c", "17861-6", "2026-05-01", valueQuantity={"value": 12, "unit": "mg/dL"}
+    )
+    assert _fires(kb, query, [by_unit_text_only])
+    by_code_only = observation(
+        "c",
+        "17861-6",
+        "2026-05-01",
+        valueQuantity={"value": 12, "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+    )
+    assert _fires(kb, query, [by_code_only])
+    no_unit = observation("c", "17861-6", "2026-05-01", valueQuantity={"value": 12})
+    assert not _fires(kb, query, [no_unit])
+    # without a unit in the rule, any unit passes
+    assert _fires(kb, {"valueset": "calcium", "value": {"gt": 10.5}}, [no_unit])
+
+
+@pytest.mark.parametrize("value", ["12", True, None, [12], {"value": 12}])
+def test_a_value_that_is_not_a_number_never_passes(kb: Knowledge, value: Any) -> None:
+    query = {"valueset": "calcium", "value": {"gt": 1}}
+    assert not _fires(kb, query, [_calcium("c", value)])
+
+
+def test_value_threshold_on_the_latest_result(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "latest": True, "value": {"gt": 10.5, "unit": "mg/dL"}}
+    high_then_normal = [_calcium("c1", 12, date="2026-01-01"), _calcium("c2", 9.5)]
+    assert not _fires(kb, query, high_then_normal)
+    normal_then_high = [_calcium("c1", 9.5, date="2026-01-01"), _calcium("c2", 12)]
+    assert _fires(kb, query, normal_then_high)
+
+
+def _flagged(rid: str, *codes: str, system: str | None = None) -> dict[str, Any]:
+    coding = [
+        {"code": c, **({"system": system} if system else {})} if system != "omit" else {"code": c}
+        for c in codes
+    ]
+    return observation(
+        rid,
+        "17861-6",
+        "2026-05-01",
+        interpretation=[{"coding": coding}],
+        valueQuantity=quantity(12),
+    )
+
+
+V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def test_interpretation_flags(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "interpretation": ["H", "HH"]}
+    assert _fires(kb, query, [_flagged("c", "H", system=V3)])
+    assert _fires(kb, query, [_flagged("c", "HH", system=V3)])
+    assert _fires(kb, query, [_flagged("c", "H")])  # a bare code is read as v3
+    assert not _fires(kb, query, [_flagged("c", "L", system=V3)])
+    assert not _fires(kb, query, [_flagged("c", "N", system=V3)])
+    assert not _fires(kb, query, [_flagged("c", "H", system="http://example.org/local-flags")])
+    assert not _fires(kb, query, [_calcium("c", 12)])  # no flag at all
+    assert _fires(kb, {"valueset": "calcium", "interpretation": ["L"]}, [_flagged("c", "L")])
+
+
+def test_count_at_least_within_a_window(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "count": {"at_least": 2}, "within": "P30D"}
+    # the window opens on 2026-05-02
+    assert not _fires(kb, query, [_calcium("c1", 9, date="2026-05-20")])
+    two = [_calcium("c1", 9, date="2026-05-02"), _calcium("c2", 9, date="2026-05-20")]
+    assert _fires(kb, query, two)
+    one_outside = [_calcium("c1", 9, date="2026-05-01"), _calcium("c2", 9, date="2026-05-20")]
+    assert not _fires(kb, query, one_outside)
+    three = [_calcium(f"c{i}", 9, date=f"2026-05-1{i}") for i in range(1, 4)]
+    result = fired(kb, make_rule([{"observation": query}]), three)
+    assert result is not None
+    assert [e.resource_id for e in result.evidence] == ["c1", "c2", "c3"]
+
+
+def test_count_applies_after_the_value_test(kb: Knowledge) -> None:
+    query = {"valueset": "calcium", "count": {"at_least": 2}, "value": {"gt": 10.5}}
+    assert not _fires(kb, query, [_calcium("c1", 12), _calcium("c2", 9)])
+    assert _fires(kb, query, [_calcium("c1", 12), _calcium("c2", 11)])
+
+
+def _bp(rid: str, systolic: Any, *, component_code: str = "8480-6") -> dict[str, Any]:
+    return observation(
+        rid,
+        "85354-9",
+        "2026-05-01",
+        component=[
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": component_code}]},
+                "valueQuantity": {"value": systolic, "unit": "mm[Hg]", "code": "mm[Hg]"},
+            },
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                "valueQuantity": {"value": 80, "unit": "mm[Hg]"},
+            },
+        ],
+    )
+
+
+def test_component_with_a_value(kb: Knowledge) -> None:
+    query = {
+        "valueset": "blood-pressure",
+        "component": {"valueset": "systolic", "value": {"gte": 140, "unit": "mm[Hg]"}},
+    }
+    assert _fires(kb, query, [_bp("bp", 150)])
+    assert _fires(kb, query, [_bp("bp", 140)])
+    assert not _fires(kb, query, [_bp("bp", 139)])
+    assert not _fires(kb, query, [_bp("bp", 150, component_code="8462-4")])
+    no_components = observation("bp", "85354-9", "2026-05-01")
+    assert not _fires(kb, query, [no_components])
+    # a component test without a value only needs the component to be present
+    present = {"valueset": "blood-pressure", "component": {"valueset": "systolic"}}
+    assert _fires(kb, present, [_bp("bp", 100)])
+
+
+def _weight(rid: str, kg: float, date: str) -> dict[str, Any]:
+    return observation(rid, "29463-7", date, valueQuantity=quantity(kg, "kg"))
+
+
+TREND = {"valueset": "body-weight", "trend": {"decrease_percent": 5, "within": "P6M"}}
+
+
+def test_trend_fires_on_a_large_enough_drop_from_the_peak(kb: Knowledge) -> None:
+    # 70 -> 66.5 is exactly a 5 % drop
+    at = [_weight("w1", 70, "2026-01-15"), _weight("w2", 66.5, "2026-05-15")]
+    assert _fires(kb, TREND, at)
+    below = [_weight("w1", 70, "2026-01-15"), _weight("w2", 66.6, "2026-05-15")]
+    assert not _fires(kb, TREND, below)
+    above = [_weight("w1", 70, "2026-01-15"), _weight("w2", 60, "2026-05-15")]
+    result = fired(kb, make_rule([{"observation": TREND}]), above)
+    assert result is not None
+    assert [e.resource_id for e in result.evidence] == ["w1", "w2"]
+
+
+def test_trend_needs_two_points_in_the_window_and_a_drop_not_a_rise(kb: Knowledge) -> None:
+    assert not _fires(kb, TREND, [_weight("w2", 60, "2026-05-15")])
+    peak_outside = [_weight("w1", 70, "2025-06-01"), _weight("w2", 60, "2026-05-15")]
+    assert not _fires(kb, TREND, peak_outside)
+    rising = [_weight("w1", 60, "2026-01-15"), _weight("w2", 70, "2026-05-15")]
+    assert not _fires(kb, TREND, rising)
+    recovered = [
+        _weight("w1", 70, "2026-01-15"),
+        _weight("w2", 60, "2026-03-15"),
+        _weight("w3", 69, "2026-05-15"),
+    ]
+    assert not _fires(kb, TREND, recovered)  # the latest value is what is compared
+
+
+def test_latest_cannot_combine_with_count_or_trend() -> None:
+    from pydantic import ValidationError
+
+    from cds.logic import FactQuery
+
+    with pytest.raises(ValidationError, match="latest"):
+        FactQuery.model_validate({"valueset": "x", "latest": True, "count": {"at_least": 2}})
+    with pytest.raises(ValidationError, match="latest"):
+        FactQuery.model_validate(
+            {"valueset": "x", "latest": True, "trend": {"decrease_percent": 5, "within": "P1M"}}
+        )

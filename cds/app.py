@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cds.api import health, hooks_routes
+from cds.api import health, hooks_routes, pages
 from cds.api.responses import FhirJSONResponse
 from cds.calllog import configure_logging, logger
 from cds.db import open_store
@@ -67,6 +67,7 @@ def create_app(
     app.state.runtime = runtime
     app.include_router(hooks_routes.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
     _install_error_handlers(app)
     return app
 

@@ -1,0 +1,262 @@
+"""The web pages (server-rendered HTML). Thin: the work is in :mod:`cds.pages`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from cds.errors import BadRequest, RequestError
+from cds.hooks import HOOKS
+from cds.knowledge import Knowledge
+from cds.pages.case_status import CaseStatusCache
+from cds.pages.draft_orders import DRAFT_ORDERS
+from cds.pages.examples import ExamplePatient, example_catalogue
+from cds.pages.knowledge_view import rule_detail, rule_rows
+from cds.pages.preview import (
+    PreviewResult,
+    parse_upload,
+    patient_banner,
+    preview_hook_request,
+    preview_resources,
+    request_patient,
+)
+from cds.pages.site import base_context, home_context
+from cds.pages.templating import render_page
+from cds.runtime import Runtime
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+_STATIC_TYPES = {
+    "site.css": "text/css; charset=utf-8",
+    "preview.js": "text/javascript; charset=utf-8",
+}
+_REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
+
+
+def _page(knowledge: Knowledge, template: str, *, nav: str, title: str, **context: object) -> str:
+    return render_page(template, **base_context(knowledge, nav=nav, title=title), **context)
+
+
+@router.get("/static/{name}")
+async def static_file(name: str) -> Response:
+    media_type = _STATIC_TYPES.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+    content = await asyncio.to_thread((_STATIC / name).read_bytes)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> HTMLResponse:
+    runtime = _runtime(request)
+    context = home_context(runtime.knowledge, runtime.settings)
+    return _html(_page(runtime.knowledge, "home.html", nav="/", title="Home", **context))
+
+
+# --- preview -----------------------------------------------------------------------------------
+
+
+def _groups(examples: list[ExamplePatient]) -> list[tuple[str, list[ExamplePatient]]]:
+    groups: dict[str, list[ExamplePatient]] = {}
+    for example in examples:
+        groups.setdefault(example.group, []).append(example)
+    return list(groups.items())
+
+
+def _parse_day(text: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"'Evaluate as of' is not a date: {text[:20]!r}") from None
+
+
+async def _preview(
+    request: Request,
+    *,
+    patient: str,
+    hook: str,
+    order: str,
+    as_of: str,
+    upload: bytes | None,
+) -> HTMLResponse:
+    runtime = _runtime(request)
+    knowledge, settings = runtime.knowledge, runtime.settings
+    today = datetime.now(UTC).date()
+    examples = await asyncio.to_thread(example_catalogue, knowledge, settings.synthea_dir, today)
+    selected = next((e for e in examples if e.key == patient), None) if patient else None
+    hook = hook or (selected.hook if selected and selected.hook else "") or "patient-view"
+    form = {"patient": patient, "hook": hook, "order": order, "as_of": as_of}
+    result: PreviewResult | None = None
+    error: str | None = None
+    banner = None
+    subject = ""
+    status = 200
+    try:
+        if hook not in HOOKS:
+            raise BadRequest(f"unknown hook {hook[:40]!r}")
+        draft = DRAFT_ORDERS.get(order) if order else None
+        if order and draft is None:
+            raise BadRequest(f"unknown draft order {order[:40]!r}")
+        day = _parse_day(as_of)
+        if upload:
+            parsed = parse_upload(upload, settings.max_body_bytes)
+            now = _moment(day or today)
+            subject = "Uploaded file"
+            if parsed.hook_request is not None:
+                result = await preview_hook_request(
+                    parsed.hook_request,
+                    knowledge=knowledge,
+                    settings=settings,
+                    store=runtime.store,
+                    now=now,
+                )
+                banner = patient_banner(request_patient(parsed.hook_request))
+            else:
+                assert parsed.resources is not None
+                result = await preview_resources(
+                    parsed.resources,
+                    hook=hook,
+                    draft_order=draft,
+                    knowledge=knowledge,
+                    settings=settings,
+                    store=runtime.store,
+                    now=now,
+                )
+                banner = patient_banner(parsed.resources)
+        elif patient:
+            if selected is None:
+                raise BadRequest(f"no example patient {patient[:80]!r}")
+            resources = await asyncio.to_thread(selected.load)
+            now = _moment(day or selected.as_of or today)
+            subject = selected.title
+            result = await preview_resources(
+                resources,
+                hook=hook,
+                draft_order=draft,
+                extra_draft_orders=selected.draft_orders if hook == selected.hook else (),
+                knowledge=knowledge,
+                settings=settings,
+                store=runtime.store,
+                now=now,
+            )
+            banner = patient_banner(resources)
+    except RequestError as exc:
+        error, status, result = exc.diagnostics, exc.status, None
+    body = _page(
+        knowledge,
+        "preview.html",
+        nav="/preview",
+        title="Card preview",
+        example_groups=_groups(examples),
+        selected_example=selected,
+        hooks=[(h, bool(knowledge.services_for(h))) for h in HOOKS],
+        orders=list(DRAFT_ORDERS.values()),
+        form=form,
+        result=result,
+        banner=banner,
+        subject=subject,
+        draft_label=DRAFT_ORDERS[order].label if order in DRAFT_ORDERS else "",
+        error=error,
+    )
+    return _html(body, status_code=status)
+
+
+def _moment(day: date) -> datetime:
+    """Noon UTC of ``day``: the evaluation instant of a preview."""
+    return datetime.combine(day, time(12, 0), tzinfo=UTC)
+
+
+@router.get("/preview", response_class=HTMLResponse)
+async def preview_page(
+    request: Request,
+    patient: str = "",
+    hook: str = "",
+    order: str = "",
+    as_of: str = "",
+) -> HTMLResponse:
+    return await _preview(
+        request, patient=patient, hook=hook, order=order, as_of=as_of, upload=None
+    )
+
+
+@router.post("/preview", response_class=HTMLResponse)
+async def preview_submit(
+    request: Request,
+    patient: Annotated[str, Form()] = "",
+    hook: Annotated[str, Form()] = "",
+    order: Annotated[str, Form()] = "",
+    as_of: Annotated[str, Form()] = "",
+    upload: Annotated[UploadFile | None, File()] = None,
+) -> HTMLResponse:
+    raw = None
+    if upload is not None and upload.filename:
+        raw = await upload.read(_runtime(request).settings.max_body_bytes + 1)
+    return await _preview(request, patient=patient, hook=hook, order=order, as_of=as_of, upload=raw)
+
+
+# --- knowledge ---------------------------------------------------------------------------------
+
+
+def _case_cache(request: Request) -> CaseStatusCache:
+    cache: CaseStatusCache | None = getattr(request.app.state, "case_status", None)
+    if cache is None:
+        runtime = _runtime(request)
+        cache = CaseStatusCache(runtime.knowledge, runtime.settings)
+        request.app.state.case_status = cache
+    return cache
+
+
+@router.get("/knowledge", response_class=HTMLResponse)
+async def knowledge_index(request: Request) -> HTMLResponse:
+    knowledge = _runtime(request).knowledge
+    return _html(
+        _page(
+            knowledge,
+            "knowledge.html",
+            nav="/knowledge",
+            title="Knowledge",
+            rows=rule_rows(knowledge),
+        )
+    )
+
+
+@router.get("/knowledge/{rule_id}", response_class=HTMLResponse)
+async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
+    knowledge = _runtime(request).knowledge
+    rule = knowledge.rules.get(rule_id)
+    if rule is None:
+        raise HTTPException(status_code=404, detail=f"no rule with id {rule_id[:80]!r}")
+    results = await asyncio.to_thread(_case_cache(request).results, rule_id)
+    context = rule_detail(knowledge, rule, results, repo_root=_REPO_ROOT)
+    return _html(_page(knowledge, "rule.html", nav="/knowledge", title=rule.title, **context))

@@ -1,0 +1,143 @@
+"""The patients the preview page offers: synthetic scenarios, rule cases and Synthea records.
+
+- the project's own synthetic scenarios (:mod:`cds.scenarios`), dated relative to today;
+- every rule case (``knowledge/rules/<id>.cases.yaml``), evaluated at its own fixed date;
+- the Synthea bundles of ``CDS_SYNTHEA_DIR`` when that folder exists (developer machines and
+  CI have it beside the repository; a fresh clone does not).
+
+Listing Synthea patients reads only the head of each compressed file, once per process.
+"""
+
+from __future__ import annotations
+
+import bz2
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+from cds.cases import CASE_NOW, case_resources
+from cds.knowledge import Knowledge
+from cds.offline import bundle_resources, read_json_file
+from cds.scenarios import example_patients
+
+__all__ = ["ExamplePatient", "example_catalogue", "find_example"]
+
+SCENARIO_GROUP = "Example patients (synthetic)"
+CASE_GROUP = "Rule cases"
+SYNTHEA_GROUP = "Synthea patients"
+_HEAD_BYTES = 24_000
+_FIELD = {
+    "family": re.compile(rb'"family"\s*:\s*"([^"\\]{1,60})"'),
+    "given": re.compile(rb'"given"\s*:\s*\[\s*"([^"\\]{1,60})"'),
+    "gender": re.compile(rb'"gender"\s*:\s*"([a-z]{1,10})"'),
+    "birthDate": re.compile(rb'"birthDate"\s*:\s*"(\d{4})'),
+}
+
+
+@dataclass(frozen=True)
+class ExamplePatient:
+    """One patient to preview; ``load`` returns its FHIR resources."""
+
+    key: str
+    group: str
+    title: str
+    description: str
+    load: Callable[[], list[dict[str, Any]]]
+    as_of: date | None = None
+    hook: str | None = None
+    draft_orders: tuple[dict[str, Any], ...] = ()
+
+
+def _scenarios(today: date) -> list[ExamplePatient]:
+    return [
+        ExamplePatient(
+            key=f"scenario:{scenario.id}",
+            group=SCENARIO_GROUP,
+            title=scenario.title,
+            description=scenario.description,
+            load=partial(bundle_resources, scenario.bundle),
+        )
+        for scenario in example_patients(now=today)
+    ]
+
+
+def _cases(knowledge: Knowledge) -> list[ExamplePatient]:
+    out = []
+    for rule_id, cases in sorted(knowledge.cases.items()):
+        rule = knowledge.rules.get(rule_id)
+        if rule is None:
+            continue
+        for case in cases:
+            out.append(
+                ExamplePatient(
+                    key=f"case:{rule_id}:{case.name}",
+                    group=CASE_GROUP,
+                    title=f"{rule_id}: {case.name}",
+                    description=case.description,
+                    load=partial(case_resources, knowledge, case),
+                    as_of=case.now or CASE_NOW,
+                    hook=case.hook or rule.hooks[0],
+                    draft_orders=case.draft_orders,
+                )
+            )
+    return out
+
+
+def _synthea_label(path: Path) -> tuple[str, str] | None:
+    """(title, description) from the Patient at the head of a Synthea bundle, or None."""
+    try:
+        with bz2.open(path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+    except (OSError, EOFError, ValueError):
+        return None
+    if b'"resourceType": "Patient"' not in head and b'"resourceType":"Patient"' not in head:
+        return None
+    found = {name: pattern.search(head) for name, pattern in _FIELD.items()}
+    values = {name: m.group(1).decode() if m else "" for name, m in found.items()}
+    name = " ".join(part for part in (values["given"], values["family"]) if part)
+    title = f"{name or path.name.split('.')[0]} ({values['gender'] or 'sex unknown'}"
+    title += f", born {values['birthDate']})" if values["birthDate"] else ")"
+    return title, f"Synthea record {path.name}"
+
+
+def _load_synthea(path: Path) -> list[dict[str, Any]]:
+    return bundle_resources(read_json_file(path))
+
+
+@cache
+def _synthea(folder: Path) -> tuple[ExamplePatient, ...]:
+    out = []
+    for path in sorted(folder.glob("*.json.bz2")):
+        label = _synthea_label(path)
+        if label is None:
+            continue
+        out.append(
+            ExamplePatient(
+                key=f"synthea:{path.name.removesuffix('.json.bz2')}",
+                group=SYNTHEA_GROUP,
+                title=label[0],
+                description=label[1],
+                load=partial(_load_synthea, path),
+            )
+        )
+    return tuple(out)
+
+
+def example_catalogue(
+    knowledge: Knowledge, synthea_dir: Path | None, today: date
+) -> list[ExamplePatient]:
+    """Every patient the preview offers, in display order."""
+    examples = _scenarios(today) + _cases(knowledge)
+    if synthea_dir is not None and synthea_dir.is_dir():
+        examples += _synthea(synthea_dir.resolve())
+    return examples
+
+
+def find_example(
+    knowledge: Knowledge, synthea_dir: Path | None, today: date, key: str
+) -> ExamplePatient | None:
+    return next((e for e in example_catalogue(knowledge, synthea_dir, today) if e.key == key), None)

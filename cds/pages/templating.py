@@ -1,0 +1,43 @@
+"""The Jinja2 environment of the pages: templates shipped in ``cds/templates``, autoescaped."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from cds.pages.markdown import render_markdown
+
+__all__ = ["pretty_json", "render_page"]
+
+
+def pretty_json(value: Any) -> str:
+    """JSON for people: indented, keys in their original order, non-ASCII kept."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _markdown_filter(text: str | None) -> Markup:
+    # render_markdown returns sanitised HTML, so marking it safe does not trust the input.
+    return Markup(render_markdown(text or ""))
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("cds", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["markdown"] = _markdown_filter
+    env.filters["pretty_json"] = pretty_json
+    return env
+
+
+def render_page(template: str, **context: Any) -> str:
+    """Render ``cds/templates/<template>`` with ``context``; every value is HTML-escaped."""
+    return _environment().get_template(template).render(**context)

@@ -20,14 +20,22 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check cds tests
-	$(BIN)/ruff format --check cds tests
+	$(BIN)/ruff check cds tests bench
+	$(BIN)/ruff format --check cds tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# Service vs a bare FastAPI ceiling on loopback; prints the table, refreshes docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# One large request in-process under cProfile: where the time goes.
+bench-profile: $(STAMP)
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

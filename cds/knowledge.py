@@ -80,13 +80,14 @@ class _Problems:
             shown = path
         self.items.append(f"{shown}: {message}")
 
-    def parse(self, path: Path, model: type[BaseModel], data: Any) -> Any:
+    def parse(self, path: Path, model: type[BaseModel], data: Any, at: str = "") -> Any:
+        """Validate ``data``; ``at`` is where it sits in the file (``services.2``)."""
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors():
-                where = ".".join(str(p) for p in error["loc"]) or "(top)"
-                self.add(path, f"{where}: {error['msg']}")
+                where = ".".join([*([at] if at else []), *(str(p) for p in error["loc"])])
+                self.add(path, f"{where or '(top)'}: {error['msg']}")
             return None
 
 
@@ -303,7 +304,7 @@ def _load_override_reasons(path: Path, problems: _Problems) -> dict[str, Overrid
         problems.add(path, "expected 'reasons: [...]'")
         return out
     for index, entry in enumerate(data["reasons"]):
-        parsed = problems.parse(path, OverrideReasonSpec, entry)
+        parsed = problems.parse(path, OverrideReasonSpec, entry, f"reasons.{index}")
         if parsed is not None:
             if parsed.code in out:
                 problems.add(path, f"reasons.{index}: duplicate code {parsed.code!r}")
@@ -342,7 +343,7 @@ def _load_definitions(path: Path, problems: _Problems) -> dict[str, Definition]:
         problems.add(path, "expected a mapping of name -> {description, logic}")
         return out
     for name, entry in data.items():
-        parsed = problems.parse(path, Definition, entry)
+        parsed = problems.parse(path, Definition, entry, str(name))
         if parsed is not None:
             out[str(name)] = parsed
     return out
@@ -396,7 +397,7 @@ def _load_cases(folder: Path, problems: _Problems) -> dict[str, tuple[Case, ...]
         cases = []
         names: set[str] = set()
         for index, entry in enumerate(data):
-            case = problems.parse(path, Case, entry)
+            case = problems.parse(path, Case, entry, str(index))
             if case is None:
                 continue
             if case.name in names:
@@ -608,7 +609,7 @@ def _load_services(
         problems.add(path, "expected 'services: [...]'")
         return out
     for index, entry in enumerate(data["services"]):
-        spec = problems.parse(path, ServiceSpec, entry)
+        spec = problems.parse(path, ServiceSpec, entry, f"services.{index}")
         if spec is None:
             continue
         if spec.hook not in HOOKS:

@@ -1,0 +1,198 @@
+"""What evaluation produces: no cards for the deceased, determinism, and the explanation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds.cards import build_cards, escape_markdown
+from cds.engine import evaluate
+from cds.knowledge import Knowledge
+from tests.unit.knowledge_tree import (
+    PATIENT,
+    REPO,
+    SNOMED,
+    Tree,
+    bone_pain,
+    breast_cancer,
+    condition,
+    make_rule,
+    record_of,
+)
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Knowledge:
+    return Tree(tmp_path_factory.mktemp("engine-output")).load()
+
+
+FIRING = [breast_cancer(), bone_pain("2026-05-01")]
+
+
+@pytest.mark.parametrize(
+    "dead", [{"deceasedBoolean": True}, {"deceasedDateTime": "2026-01-01T10:00:00Z"}]
+)
+def test_deceased_patients_get_no_cards_at_all(kb: Knowledge, dead: dict[str, Any]) -> None:
+    rule = kb.rules["test-rule"]
+    assert evaluate(kb, [rule], record_of(kb, FIRING)).fired
+    # even a rule that asks for nothing but a living patient's data gets nothing
+    anyone = make_rule([{"patient": {"age_at_least": 0}}])
+    result = evaluate(kb, [rule, anyone], record_of(kb, FIRING, patient={**PATIENT, **dead}))
+    assert result.fired == []
+    assert set(result.not_evaluated.values()) == {"patient is deceased"}
+
+
+def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) -> None:
+    import asyncio
+
+    from cds.hooks import HookRequest
+    from cds.offline import request_from_resources
+    from cds.service_call import run_service
+    from cds.settings import Settings
+    from tests.unit.knowledge_tree import NOW
+
+    service = kb.services["test-service"]
+    settings = Settings(data_dir=tmp_path, require_jwt=False)
+
+    def call(patient: dict[str, Any]) -> int:
+        body = request_from_resources(
+            [patient, *FIRING], service.prefetch, hook="patient-view", hook_instance="h1"
+        )
+        result = asyncio.run(
+            run_service(
+                service,
+                HookRequest.model_validate(body),
+                knowledge=kb,
+                settings=settings,
+                http=None,
+                now=NOW,
+            )
+        )
+        return len(result.response.cards)
+
+    assert call(PATIENT) == 1
+    assert call({**PATIENT, "deceasedBoolean": True}) == 0
+
+
+def _cards(kb: Knowledge, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from cds.hooks import dump_model
+
+    rule = kb.rules["test-rule"]
+    fired = evaluate(kb, [rule], record_of(kb, resources)).fired
+    cards = build_cards(kb, fired, hook_instance="h1", patient_id="p1", base_url="http://x")
+    return [dump_model(card) for card in cards]
+
+
+def test_same_record_and_knowledge_give_the_same_cards(kb: Knowledge) -> None:
+    many = [*FIRING, *(bone_pain(f"2026-05-{d:02d}", rid=f"pain-{d}") for d in range(1, 20))]
+    first = _cards(kb, many)
+    assert first
+    assert _cards(kb, many) == first
+    assert _cards(kb, list(many)) == first
+
+
+_DETERMINISM_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from tests.unit.knowledge_tree import Tree, record_of, condition, breast_cancer, ICD, SNOMED
+    from cds.engine import evaluate
+    kb = Tree(Path(sys.argv[1])).load()
+    pains = [condition(f"p{i}", ICD if i % 2 else SNOMED, "M54.50" if i % 2 else "12584003",
+                       "2026-05-01") for i in range(12)]
+    fired = evaluate(kb, [kb.rules["test-rule"]], record_of(kb, [breast_cancer(), *pains])).fired
+    print(json.dumps([[e.resource_id for e in f.evidence] for f in fired]))
+    """
+)
+
+
+def test_evidence_order_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """Value sets are sets; evidence must come out in record order whatever the hash seed."""
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", _DETERMINISM_SCRIPT, str(tmp_path / seed)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
+    assert '"bc", "p0", "p1", "p2"' in outputs.pop()
+
+
+def test_explanation_cites_ids_dates_displays_rule_and_section(kb: Knowledge) -> None:
+    (card,) = _cards(kb, FIRING)
+    detail = card["detail"]
+    assert "Condition/bc" in detail
+    assert "Condition/pain" in detail
+    assert "2019-03-04" in detail
+    assert "2026-05-01" in detail
+    assert "Malignant neoplasm of breast" in detail
+    assert "invasive breast cancer" in detail  # the definition's description labels the fact
+    assert "Rule `test-rule` v1.0.0 (unreviewed)" in detail
+    assert "When to Call a Doctor" in detail
+    assert card["source"]["topic"]["code"] == "test-rule"
+    assert card["summary"] == "Test card: consider an evaluation"
+
+
+def test_explanation_lists_what_was_absent(kb: Knowledge) -> None:
+    rule = make_rule([{"ref": "invasive-breast-cancer"}, {"not": {"ref": "known-bone-metastasis"}}])
+    fired = evaluate(kb, [rule], record_of(kb, [breast_cancer()])).fired
+    (card,) = build_cards(kb, fired, hook_instance="h", patient_id="p1", base_url="http://x")
+    assert card.detail is not None
+    assert "No known bone metastasis on record" in card.detail
+
+
+def test_record_text_in_the_explanation_is_escaped_markdown(kb: Knowledge) -> None:
+    hostile = condition(
+        "evil](javascript:alert(1))",
+        SNOMED,
+        "12584003",
+        "2026-05-01",
+        "Pain *now* [click](http://evil.example) <script>alert(1)</script>\n# heading",
+    )
+    (card,) = _cards(kb, [breast_cancer(), hostile])
+    detail = card["detail"]
+    assert r"Pain \*now\* \[click\]\(http://evil.example\)" in detail
+    assert r"\<script\>alert\(1\)\</script\>" in detail
+    assert r"\# heading" in detail
+    assert "<script>" not in detail
+    assert "](javascript" not in detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("a*b", r"a\*b"),
+        ("_x_", r"\_x\_"),
+        ("[l](u)", r"\[l\]\(u\)"),
+        ("<b>", r"\<b\>"),
+        ("`c`", r"\`c\`"),
+        ("a\nb", "a b"),
+        ("back\\slash", "back\\\\slash"),
+        ("plain text 12.5 mg/dL", "plain text 12.5 mg/dL"),
+    ],
+)
+def test_escape_markdown(raw: str, escaped: str) -> None:
+    assert escape_markdown(raw) == escaped
+
+
+def test_card_ids_are_stable_per_hook_instance_and_rule(kb: Knowledge) -> None:
+    first = _cards(kb, FIRING)[0]
+    again = _cards(kb, FIRING)[0]
+    assert first["uuid"] == again["uuid"]
+    assert first["suggestions"][0]["uuid"] == again["suggestions"][0]["uuid"]
+    assert first["suggestions"][0]["actions"][0]["resource"]["subject"] == {
+        "reference": "Patient/p1"
+    }

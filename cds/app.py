@@ -6,20 +6,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
-from cds.api import health, hooks_routes, pages
+from cds.api import analytics_routes, health, hooks_routes, pages
+from cds.api import metrics as metrics_routes
+from cds.api.client_auth import authenticate_client
 from cds.api.responses import FhirJSONResponse
+from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
 from cds.calllog import configure_logging, logger
 from cds.db import open_store
-from cds.errors import RequestError
+from cds.errors import ConfigurationError, RequestError
+from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
+from cds.metrics import fhir_timing_hooks
 from cds.outcome import operation_outcome
 from cds.runtime import Runtime
 from cds.settings import Settings
 from cds.store import Store
+from cds.trusted_clients import TrustedClient, load_trusted_clients
 
 __all__ = ["create_app"]
 
@@ -38,6 +45,7 @@ def create_app(
     configure_logging(settings.log_level)
     knowledge = knowledge or load_knowledge(settings.knowledge_dir, settings.cards_dir)
     runtime = Runtime(settings=settings, knowledge=knowledge, store=store)
+    trusted = _trusted_clients(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,11 +56,18 @@ def create_app(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             follow_redirects=False,
+            event_hooks=fhir_timing_hooks(runtime.metrics),
         )
+        jwks_http: httpx.AsyncClient | None = None
+        if trusted is not None:
+            jwks_http = httpx.AsyncClient(follow_redirects=False)
+            runtime.verifier = _verifier(settings, trusted, jwks_http, runtime.store)
         try:
             yield
         finally:
             await runtime.http.aclose()
+            if jwks_http is not None:
+                await jwks_http.aclose()
             if runtime.store is not None:
                 runtime.store.close()
 
@@ -65,11 +80,57 @@ def create_app(
         default_response_class=FhirJSONResponse,
     )
     app.state.runtime = runtime
-    app.include_router(hooks_routes.router)
+    # Every CDS Hooks route, discovery included, authenticates the client (see client_auth).
+    app.include_router(hooks_routes.router, dependencies=[Depends(authenticate_client)])
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(analytics_routes.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_routes.router)
+        app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     _install_error_handlers(app)
     return app
+
+
+def _trusted_clients(settings: Settings) -> dict[str, TrustedClient] | None:
+    """The trusted EHR clients; a bad file, or required tokens without one, stop start-up."""
+    if settings.trusted_clients_file is None:
+        if settings.require_jwt:
+            raise ConfigurationError(
+                ["CDS_REQUIRE_JWT=true needs CDS_TRUSTED_CLIENTS_FILE (see 'Connecting an EHR')"]
+            )
+        return None
+    return load_trusted_clients(settings.trusted_clients_file)
+
+
+def _verifier(
+    settings: Settings,
+    trusted: dict[str, TrustedClient],
+    http: httpx.AsyncClient,
+    store: Store | None,
+) -> ClientVerifier:
+    # The database replay cache is shared by all replicas; without a database, per process.
+    replay: ReplayCache = store if isinstance(store, ReplayCache) else MemoryReplayCache()
+    keys = JwksCache(
+        http,
+        min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        max_age_seconds=settings.jwks_max_age_seconds,
+    )
+    return ClientVerifier(
+        trusted,
+        keys,
+        replay,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ committed before the HTTP answer goes out, so a 2xx means the data is on disk.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ import orjson
 from sqlalchemy import (
     Column,
     DateTime,
+    Delete,
     Engine,
     Index,
     Integer,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     select,
     text,
@@ -34,7 +37,7 @@ from cds.hooks import FeedbackItem
 from cds.settings import Settings
 from cds.store import ShownCard
 
-__all__ = ["SqlStore", "metadata", "open_store"]
+__all__ = ["SqlStore", "jwt_replay", "make_engine", "metadata", "open_store"]
 
 metadata = MetaData()
 
@@ -61,6 +64,7 @@ feedback = Table(
     Column("item_key", String(64), nullable=False, unique=True),
     Column("service_id", String(100), nullable=False),
     Column("card_uuid", String(200), nullable=False),
+    Column("hook_instance", String(100)),  # from the shown-card log, when the card is known
     Column("outcome", String(20), nullable=False),
     Column("accepted_suggestions", Text, nullable=False),
     Column("override_code", String(100)),
@@ -72,6 +76,19 @@ feedback = Table(
     Index("ix_feedback_card", "card_uuid"),
     Index("ix_feedback_outcome_time", "outcome_at"),
 )
+
+
+# Client JWT ids seen while their token is valid: replicas share it, so a token replayed
+# against another replica is refused too. Keys are digests of (iss, jti).
+jwt_replay = Table(
+    "jwt_replay",
+    metadata,
+    Column("token_key", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_jwt_replay_expires", "expires_at"),
+)
+
+_REPLAY_PURGE_SECONDS = 300.0
 
 
 def _item_key(service_id: str, item: FeedbackItem) -> str:
@@ -99,6 +116,7 @@ class SqlStore:
         self.engine = engine
         self.suppressing_reasons = frozenset(suppressing_reasons)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._next_replay_purge = 0.0
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -115,6 +133,11 @@ class SqlStore:
     def save_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
     ) -> int:
+        known = select(shown_cards.c.card_uuid, shown_cards.c.hook_instance).where(
+            shown_cards.c.card_uuid.in_(sorted({item.card for item in items}))
+        )
+        with self.engine.connect() as connection:
+            hook_instances = {row.card_uuid: row.hook_instance for row in connection.execute(known)}
         rows = []
         for item in items:
             reason = item.override_reason
@@ -124,6 +147,7 @@ class SqlStore:
                     "item_key": _item_key(service_id, item),
                     "service_id": service_id,
                     "card_uuid": item.card,
+                    "hook_instance": hook_instances.get(item.card),
                     "outcome": item.outcome,
                     "accepted_suggestions": orjson.dumps(
                         [s.id for s in item.accepted_suggestions]
@@ -136,12 +160,15 @@ class SqlStore:
                     "received_at": received_at,
                 }
             )
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT .. ON CONFLICT.
         statement = (
-            self._insert(feedback).values(rows).on_conflict_do_nothing(index_elements=["item_key"])
+            self._insert(feedback)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["item_key"])
+            .returning(feedback.c.id)
         )
         with self.engine.begin() as connection:
-            result = connection.execute(statement)
-        return max(result.rowcount or 0, 0)
+            return len(connection.execute(statement).all())
 
     def suppressed_rules(
         self, patient_key: str, rule_ids: Collection[str], since: datetime
@@ -162,6 +189,27 @@ class SqlStore:
         )
         with self.engine.connect() as connection:
             return {row[0] for row in connection.execute(query)}
+
+    def remember_jti(self, token_key: str, expires_at: datetime, now: datetime) -> bool:
+        """Record a client token id; False if it is already recorded and not yet expired.
+
+        One atomic statement: insert, or take over an expired row with the same key.
+        """
+        insert = self._insert(jwt_replay).values(token_key=token_key, expires_at=expires_at)
+        statement = insert.on_conflict_do_update(
+            index_elements=["token_key"],
+            set_={"expires_at": insert.excluded.expires_at},
+            where=jwt_replay.c.expires_at < now,
+        ).returning(jwt_replay.c.token_key)
+        purge: Delete | None = None
+        if time.monotonic() >= self._next_replay_purge:
+            self._next_replay_purge = time.monotonic() + _REPLAY_PURGE_SECONDS
+            purge = delete(jwt_replay).where(jwt_replay.c.expires_at < now)
+        with self.engine.begin() as connection:
+            recorded = connection.execute(statement).first() is not None
+            if purge is not None:
+                connection.execute(purge)
+        return recorded
 
     def close(self) -> None:
         self.engine.dispose()
@@ -188,7 +236,10 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def open_store(settings: Settings, suppressing_reasons: Collection[str] = ()) -> SqlStore:
-    """Open the database and make sure the schema exists."""
+    """Open the database; with ``CDS_MIGRATE_ON_START`` bring its schema up to date first."""
+    from cds.migrate import upgrade_database  # the migrations import this module's tables
+
     engine = make_engine(settings)
-    metadata.create_all(engine)
+    if settings.migrate_on_start:
+        upgrade_database(engine)
     return SqlStore(engine, suppressing_reasons)

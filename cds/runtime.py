@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
+from cds.auth import ClientVerifier
 from cds.knowledge import Knowledge
+from cds.metrics import Metrics
 from cds.settings import Settings
 from cds.store import Store
 
@@ -19,3 +21,5 @@ class Runtime:
     knowledge: Knowledge
     store: Store | None = None
     http: httpx.AsyncClient | None = None
+    verifier: ClientVerifier | None = None  # None when no trusted clients are configured
+    metrics: Metrics = field(default_factory=Metrics)

@@ -1,0 +1,50 @@
+"""The FastAPI dependency that authenticates CDS clients on every CDS Hooks route.
+
+A request without ``Authorization`` passes unless ``CDS_REQUIRE_JWT`` is on; a request with one
+is always verified (a bad token is refused even when tokens are optional). The ``aud`` a token
+must carry is the URL of the endpoint called, built from ``CDS_PUBLIC_BASE_URL`` and the route
+path, never from the Host header. Feedback also accepts the service's own URL as ``aud``.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from cds.auth import bearer_token
+from cds.calllog import logger
+from cds.errors import Unauthorized
+from cds.runtime import Runtime
+
+__all__ = ["audiences_for", "authenticate_client"]
+
+
+def audiences_for(base_url: str, route_path: str) -> list[str]:
+    url = base_url.rstrip("/") + route_path
+    if route_path.endswith("/feedback"):
+        return [url, url.removesuffix("/feedback")]
+    return [url]
+
+
+def _route_path(request: Request) -> str:
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def authenticate_client(request: Request) -> None:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            if runtime.settings.require_jwt:
+                raise Unauthorized("missing_token")
+            return
+        if runtime.verifier is None:
+            raise Unauthorized("no_trusted_clients")
+        request.state.client = await runtime.verifier.verify(
+            token, audiences_for(runtime.settings.public_base_url, _route_path(request))
+        )
+    except Unauthorized as exc:
+        runtime.metrics.jwt_rejections.labels(exc.reason).inc()
+        logger.info("client refused", extra={"fields": {"reason": exc.reason, "status": 401}})
+        raise

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the service database (run them with ``cds db upgrade``)."""

@@ -9,10 +9,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 
+from cds.analytics import rule_feedback_stats
+from cds.db import SqlStore
+from cds.education import education_index, render_education_html
 from cds.errors import BadRequest, RequestError
 from cds.hooks import HOOKS
 from cds.knowledge import Knowledge
+from cds.pages.analytics_view import (
+    SERIES,
+    SERIES_COLOURS,
+    Window,
+    feedback_chart,
+    feedback_rows,
+    parse_window,
+)
 from cds.pages.case_status import CaseStatusCache
 from cds.pages.draft_orders import DRAFT_ORDERS
 from cds.pages.examples import ExamplePatient, example_catalogue
@@ -131,7 +143,7 @@ async def _preview(
         day = _parse_day(as_of)
         if upload:
             parsed = parse_upload(upload, settings.max_body_bytes)
-            now = _moment(day or today)
+            now = _moment(day, today)
             subject = "Uploaded file"
             if parsed.hook_request is not None:
                 result = await preview_hook_request(
@@ -158,7 +170,7 @@ async def _preview(
             if selected is None:
                 raise BadRequest(f"no example patient {patient[:80]!r}")
             resources = await asyncio.to_thread(selected.load)
-            now = _moment(day or selected.as_of or today)
+            now = _moment(day or selected.as_of, today)
             subject = selected.title
             result = await preview_resources(
                 resources,
@@ -192,8 +204,10 @@ async def _preview(
     return _html(body, status_code=status)
 
 
-def _moment(day: date) -> datetime:
-    """Noon UTC of ``day``: the evaluation instant of a preview."""
+def _moment(day: date | None, today: date) -> datetime:
+    """When a preview is evaluated: now for today, else noon UTC of the chosen day."""
+    if day is None or day == today:
+        return datetime.now(UTC)
     return datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 
@@ -260,3 +274,76 @@ async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
     results = await asyncio.to_thread(_case_cache(request).results, rule_id)
     context = rule_detail(knowledge, rule, results, repo_root=_REPO_ROOT)
     return _html(_page(knowledge, "rule.html", nav="/knowledge", title=rule.title, **context))
+
+
+# --- education ---------------------------------------------------------------------------------
+
+
+@router.get("/education", response_class=HTMLResponse)
+async def education_list(request: Request) -> HTMLResponse:
+    knowledge = _runtime(request).knowledge
+    body = _page(
+        knowledge,
+        "education_index.html",
+        nav="/education",
+        title="Patient education",
+        pages=education_index(knowledge),
+    )
+    return _html(body)
+
+
+@router.get("/education/{slug}", response_class=HTMLResponse)
+async def education_page(request: Request, slug: str) -> HTMLResponse:
+    knowledge = _runtime(request).knowledge
+    page = knowledge.education.get(slug)
+    if page is None:
+        raise HTTPException(status_code=404, detail=f"no education page {slug[:80]!r}")
+    body = _page(
+        knowledge,
+        "education.html",
+        nav="/education",
+        title=page.title,
+        page=page,
+        # render_education_html returns sanitised HTML (markdown-it without raw HTML, then nh3).
+        body=Markup(render_education_html(page)),
+        source=knowledge.source,
+    )
+    return _html(body)
+
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+async def analytics(request: Request, since: str = "", until: str = "") -> HTMLResponse:
+    runtime = _runtime(request)
+    knowledge = runtime.knowledge
+    window: Window | None = None
+    rows = []
+    error = None
+    status = 200
+    try:
+        window = parse_window(since, until, datetime.now(UTC).date())
+        if isinstance(runtime.store, SqlStore):
+            stats = await asyncio.to_thread(
+                rule_feedback_stats, runtime.store, window.since, window.until
+            )
+            rows = feedback_rows(knowledge, stats)
+        else:
+            error = "This service runs without a database, so there is no feedback to show."
+    except RequestError as exc:
+        error, status = exc.diagnostics, exc.status
+    body = _page(
+        knowledge,
+        "analytics.html",
+        nav="/analytics",
+        title="Feedback",
+        form={"since": since[:20], "until": until[:20]},
+        window=window,
+        rows=rows,
+        error=error,
+        chart=feedback_chart(rows, window) if rows and window else None,
+        series=SERIES,
+        colours=SERIES_COLOURS,
+    )
+    return _html(body, status_code=status)

@@ -9,14 +9,24 @@ not report ignored cards). The acceptance rate is accepted / shown.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, select
 
 from cds.db import SqlStore, feedback, shown_cards
+from cds.errors import BadRequest
 
-__all__ = ["ReasonCount", "RuleFeedbackStats", "rule_feedback_stats"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "ReasonCount",
+    "RuleFeedbackStats",
+    "parse_moment",
+    "report_window",
+    "rule_feedback_stats",
+]
+
+DEFAULT_WINDOW = timedelta(days=30)
 
 ReasonCount = tuple[str, str, int]  # (override reason code, its display, how many cards)
 
@@ -44,6 +54,27 @@ class RuleFeedbackStats:
             for code, display, count in self.top_override_reasons
         ]
         return data
+
+
+def parse_moment(value: str, name: str) -> datetime:
+    """A date (``2026-01-01``, midnight UTC) or an RFC 3339 date-time; naive means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be a date (2026-01-01) or a date-time (2026-01-01T08:00:00Z)",
+            expression=[name],
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def report_window(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """The window of a report: ``until`` defaults to now, ``since`` to 30 days before it."""
+    end = parse_moment(until, "until") if until else now
+    start = parse_moment(since, "since") if since else end - DEFAULT_WINDOW
+    if start >= end:
+        raise BadRequest("since must be before until", expression=["since", "until"])
+    return start, end
 
 
 def _utc(moment: datetime) -> datetime:
@@ -120,9 +151,9 @@ def rule_feedback_stats(
             accepted=accepted,
             overridden=overridden,
             acceptance_rate=accepted / shown,
-            top_override_reasons=sorted(
-                reasons_of.get(rule_id, []), key=lambda r: (-r[2], r[0])
-            )[:top_reasons],
+            top_override_reasons=sorted(reasons_of.get(rule_id, []), key=lambda r: (-r[2], r[0]))[
+                :top_reasons
+            ],
         )
         for rule_id, shown, accepted, overridden in sorted(count_rows)
     ]

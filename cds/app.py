@@ -18,7 +18,7 @@ from cds.api.responses import FhirJSONResponse
 from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
 from cds.calllog import configure_logging, logger
 from cds.db import open_store
-from cds.errors import ConfigurationError, RequestError
+from cds.errors import RequestError
 from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
 from cds.metrics import fhir_timing_hooks
@@ -26,7 +26,7 @@ from cds.outcome import operation_outcome
 from cds.runtime import Runtime
 from cds.settings import Settings
 from cds.store import Store
-from cds.trusted_clients import TrustedClient, load_trusted_clients
+from cds.trusted_clients import TrustedClient, configured_trusted_clients
 
 __all__ = ["create_app"]
 
@@ -45,7 +45,7 @@ def create_app(
     configure_logging(settings.log_level)
     knowledge = knowledge or load_knowledge(settings.knowledge_dir, settings.cards_dir)
     runtime = Runtime(settings=settings, knowledge=knowledge, store=store)
-    trusted = _trusted_clients(settings)
+    trusted = configured_trusted_clients(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,17 +98,6 @@ def create_app(
         )
     _install_error_handlers(app)
     return app
-
-
-def _trusted_clients(settings: Settings) -> dict[str, TrustedClient] | None:
-    """The trusted EHR clients; a bad file, or required tokens without one, stop start-up."""
-    if settings.trusted_clients_file is None:
-        if settings.require_jwt:
-            raise ConfigurationError(
-                ["CDS_REQUIRE_JWT=true needs CDS_TRUSTED_CLIENTS_FILE (see 'Connecting an EHR')"]
-            )
-        return None
-    return load_trusted_clients(settings.trusted_clients_file)
 
 
 def _verifier(

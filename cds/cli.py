@@ -41,7 +41,10 @@ def _load(settings: Settings) -> Knowledge:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from cds.trusted_clients import configured_trusted_clients
+
     _load(settings)  # fail fast, with the problems listed, before uvicorn starts
+    configured_trusted_clients(settings)
     print(
         f"CDS Hooks discovery: http://{args.host}:{args.port}/cds-services",
         file=sys.stderr,
@@ -170,6 +173,94 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failures else 0
 
 
+@_command("db upgrade")
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.db import make_engine
+    from cds.migrate import upgrade_database
+
+    engine = make_engine(settings)
+    try:
+        before, after = upgrade_database(engine, args.revision)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    print(f"{where}: schema {before or '(empty)'} -> {after}")
+    return 0
+
+
+@_command("db current")
+def _db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.db import make_engine
+    from cds.migrate import current_revision, head_revision
+
+    engine = make_engine(settings)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "up to date" if current == head else f"behind: run `cds db upgrade` to reach {head}"
+    print(
+        f"{engine.url.render_as_string(hide_password=True)}: schema {current or '(empty)'}, {state}"
+    )
+    return 0 if current == head else 1
+
+
+@_command("feedback report")
+def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.analytics import report_window, rule_feedback_stats
+    from cds.db import make_engine
+    from cds.migrate import current_revision
+
+    since, until = report_window(args.since, args.until, datetime.now(UTC))
+    engine = make_engine(settings)
+    try:
+        if current_revision(engine) is None:
+            raise CdsError("the database has no schema yet; run `cds db upgrade` first")
+        stats = rule_feedback_stats(engine, since, until)
+    finally:
+        engine.dispose()
+    if args.json:
+        document = {
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "rules": [row.as_json() for row in stats],
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(f"cards shown from {since.isoformat()} until {until.isoformat()}")
+    if not stats:
+        print("no cards were shown in this window")
+        return 0
+    headers = (
+        "rule",
+        "version",
+        "shown",
+        "accepted",
+        "overridden",
+        "accept %",
+        "top override reasons",
+    )
+    rows = [
+        (
+            row.rule_id,
+            row.rule_version,
+            str(row.shown),
+            str(row.accepted),
+            str(row.overridden),
+            f"{row.acceptance_rate * 100:.0f}",
+            "; ".join(f"{display} ({count})" for _, display, count in row.top_override_reasons),
+        )
+        for row in stats
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for line in (headers, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,14 +287,28 @@ def _parser() -> argparse.ArgumentParser:
     knowledge = sub.add_parser("knowledge", help="check or export the knowledge")
     ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
     ksub.add_parser("check", help="validate all knowledge, run every case, print the rules")
+
+    db = sub.add_parser("db", help="database schema migrations")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = dsub.add_parser("upgrade", help="bring the schema up to date (Alembic)")
+    upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    dsub.add_parser("current", help="print the schema revision; exit 1 when behind")
+
+    feedback = sub.add_parser("feedback", help="what clinicians did with the cards")
+    fsub = feedback.add_subparsers(dest="feedback_command", required=True)
+    report = fsub.add_parser("report", help="per rule: shown, accepted, overridden, reasons")
+    report.add_argument("--since", help="start, a date or date-time (default: 30 days ago)")
+    report.add_argument("--until", help="end, a date or date-time (default: now)")
+    report.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     name = args.command
-    if name == "knowledge":
-        name = f"knowledge {args.knowledge_command}"
+    action = getattr(args, f"{name}_command", None)
+    if action:
+        name = f"{name} {action}"
     settings = Settings()
     try:
         return _COMMANDS[name](args, settings)

@@ -28,11 +28,13 @@ from cds.errors import ConfigurationError
 from cds.fhir_client import is_loopback_url
 from cds.jwks_cache import VerificationKey, parse_jwk_set
 from cds.knowledge import load_yaml_text
+from cds.settings import Settings
 
 __all__ = [
     "RECOMMENDED_ALGORITHMS",
     "TrustedClient",
     "TrustedClientEntry",
+    "configured_trusted_clients",
     "load_trusted_clients",
     "parse_trusted_clients",
 ]
@@ -139,3 +141,18 @@ def load_trusted_clients(path: Path) -> dict[str, TrustedClient]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError([f"{path}: cannot read the trusted clients file ({exc})"]) from exc
     return parse_trusted_clients(data, str(path))
+
+
+def configured_trusted_clients(settings: Settings) -> dict[str, TrustedClient] | None:
+    """The clients of ``CDS_TRUSTED_CLIENTS_FILE``, None when unset.
+
+    Requiring tokens without any trusted client would refuse every call, so that is a
+    configuration error rather than a silent lock-out.
+    """
+    if settings.trusted_clients_file is None:
+        if settings.require_jwt:
+            raise ConfigurationError(
+                ["CDS_REQUIRE_JWT=true needs CDS_TRUSTED_CLIENTS_FILE (see 'Connecting an EHR')"]
+            )
+        return None
+    return load_trusted_clients(settings.trusted_clients_file)

@@ -49,7 +49,11 @@ def new_uuid() -> str:
 
 
 class _Strict(BaseModel):
+    """Only the spec's fields; ``extension`` (reserved by the spec on every object) is allowed."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+    extension: dict[str, Any] | None = None
 
 
 # --- what we emit ---------------------------------------------------------------------------
@@ -73,6 +77,12 @@ class Action(_Strict):
     description: str = Field(min_length=1)
     resource: dict[str, Any] | None = None
     resource_id: str | None = Field(None, alias="resourceId")
+
+    @model_validator(mode="after")
+    def _resource_for_create_and_update(self) -> Action:
+        if self.type in ("create", "update") and not self.resource:
+            raise ValueError(f"a {self.type} action needs the resource")
+        return self
 
 
 class Suggestion(_Strict):

@@ -53,15 +53,16 @@ def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
     bundle = context.get("draftOrders")
     if not isinstance(bundle, dict):
         return []
+    entries = bundle.get("entry")
     resources: list[dict[str, Any]] = [
         entry["resource"]
-        for entry in bundle.get("entry") or ()
+        for entry in (entries if isinstance(entries, list) else ())
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
     ]
     selections = context.get("selections")
     if hook == "order-select" and isinstance(selections, list) and selections:
         wanted = {s for s in selections if isinstance(s, str)}
-        resources = [r for r in resources if f"{r['resourceType']}/{r.get('id')}" in wanted]
+        resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in wanted]
     return resources
 
 

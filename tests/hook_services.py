@@ -14,16 +14,17 @@ from cds.knowledge import Knowledge, Service
 from cds.prefetch_plan import plan_prefetch
 from cds.rules import ServiceSpec
 
-__all__ = ["service_for", "with_every_hook"]
+__all__ = ["protocol_service_id", "service_for", "with_every_hook"]
 
 
-def with_every_hook(knowledge: Knowledge) -> Knowledge:
+def with_every_hook(knowledge: Knowledge, *, always: bool = False) -> Knowledge:
+    """Add ``test-<hook>`` services: for hooks without a service, or for all with ``always``."""
     services = dict(knowledge.services)
     for hook in HOOKS:
-        if knowledge.services_for(hook):
+        if knowledge.services_for(hook) and not always:
             continue
         spec = ServiceSpec(
-            id=f"test-{hook}",
+            id=protocol_service_id(hook),
             hook=hook,
             title=f"Test service for {hook}",
             description="Answers no cards; exercises the protocol layer.",
@@ -39,3 +40,8 @@ def service_for(knowledge: Knowledge, hook: str) -> Service:
     found = knowledge.services_for(hook)
     assert found, f"no service for {hook}"
     return found[0]
+
+
+def protocol_service_id(hook: str) -> str:
+    """The id of the rule-less test service on ``hook``."""
+    return f"test-{hook}"

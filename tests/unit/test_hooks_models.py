@@ -128,9 +128,24 @@ def test_emitted_models_refuse_what_the_spec_does_not_allow(overrides: dict[str,
 
 
 def test_action_type_is_checked() -> None:
-    assert Action(type="create", description="Create the order").type == "create"
+    order = {"resourceType": "ServiceRequest", "status": "draft"}
+    assert Action(type="create", description="Create the order", resource=order).type == "create"
+    assert Action(type="delete", description="Remove it", resource_id="ServiceRequest/1")
     with pytest.raises(ValidationError):
         Action(type="upsert", description="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["create", "update"])
+def test_create_and_update_actions_need_the_resource(kind: str) -> None:
+    with pytest.raises(ValidationError, match=f"a {kind} action needs the resource"):
+        Action(type=kind, description="x")  # type: ignore[arg-type]
+
+
+def test_extension_is_the_one_extra_field_emitted_models_take() -> None:
+    card = _card(extension={"org.example.rank": 1})
+    assert dump_model(card)["extension"] == {"org.example.rank": 1}
+    with pytest.raises(ValidationError):
+        _card(extensions={"org.example.rank": 1})
 
 
 def test_discovery_document_omits_empty_prefetch_and_nulls() -> None:

@@ -1,0 +1,217 @@
+"""The pages in a real browser: cards, feedback, knowledge, printing and hostile uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from pypdf import PdfReader
+
+from cds.knowledge import Knowledge
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+WARNING_PATIENT = "scenario:breast-cancer-new-back-pain"
+RULE = "bone-pain-after-breast-cancer"
+
+
+def _open_warning_card(page: Page) -> None:
+    page.goto(f"/preview?patient={WARNING_PATIENT}&hook=patient-view")
+    expect(page.locator(f'article.cds-card:has(code:text-is("{RULE}"))').first).to_be_visible()
+
+
+def _rule_card(page: Page):  # type: ignore[no-untyped-def]
+    return page.locator(f'article.cds-card:has(.cds-card__source code:text-is("{RULE}"))').first
+
+
+def _feedback_numbers(page: Page) -> tuple[int, int, int]:
+    """(shown, accepted, overridden) of RULE on /analytics; zeros when it has no row."""
+    page.goto("/analytics")
+    row = page.locator(f'tr[data-rule-id="{RULE}"]')
+    if row.count() == 0:
+        return 0, 0, 0
+    return tuple(  # type: ignore[return-value]
+        int(row.locator(f"td.{name}").inner_text()) for name in ("shown", "accepted", "overridden")
+    )
+
+
+def test_home_page(page: Page, server: str, artifacts: Path) -> None:
+    page.goto("/")
+    expect(page.locator("h1")).to_contain_text("CDS Hooks service")
+    expect(page.locator("#discovery-url")).to_have_text(f"{server}/cds-services")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.screenshot(path=artifacts / "home.png", full_page=True)
+
+
+def test_preview_shows_warning_card_and_suggestion(page: Page, artifacts: Path) -> None:
+    _open_warning_card(page)
+    card = _rule_card(page)
+    expect(card).to_have_class(re.compile(r"cds-card--warning"))
+    expect(card.locator(".indicator")).to_have_text("Warning")
+    expect(card.locator(".cds-card__summary")).to_contain_text("bone metastasis")
+    toggle = card.locator(".suggestion__toggle").first
+    expect(toggle).to_contain_text("bone scan")
+    panel = card.locator(".suggestion__detail").first
+    expect(panel).to_be_hidden()
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(panel).to_be_visible()
+    resource = json.loads(panel.locator("pre code").inner_text())
+    assert resource["resourceType"] == "ServiceRequest"
+    assert resource["subject"]["reference"].startswith("Patient/")
+    card.locator(".cds-card__why summary").click()
+    expect(card.locator(".cds-card__why li").first).to_contain_text("breast")
+    page.locator(".json-panel summary").first.click()
+    request_text = page.locator(".json-panel pre code").first.inner_text()
+    assert json.loads(request_text)["hook"] == "patient-view"
+    page.screenshot(path=artifacts / "preview.png", full_page=True)
+
+
+def test_suggestion_opens_from_the_keyboard(page: Page) -> None:
+    _open_warning_card(page)
+    toggle = _rule_card(page).locator(".suggestion__toggle").first
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(_rule_card(page).locator(".suggestion__detail").first).to_be_visible()
+
+
+def test_accept_sends_feedback_that_shows_on_analytics(page: Page, artifacts: Path) -> None:
+    shown, accepted, _ = _feedback_numbers(page)
+    _open_warning_card(page)
+    card = _rule_card(page)
+    card.locator(".suggestion__toggle").first.click()
+    card.locator(".js-accept").first.click()
+    expect(card.locator(".feedback-status")).to_have_text("Accepted. Feedback recorded.")
+    expect(card).to_have_attribute("data-feedback", "accepted")
+    after = _feedback_numbers(page)
+    assert after[0] == shown + 1
+    assert after[1] == accepted + 1
+    expect(page.locator("svg.chart rect.bar--accepted").first).to_be_visible()
+    page.screenshot(path=artifacts / "analytics.png", full_page=True)
+
+
+def test_dismiss_with_reason(page: Page) -> None:
+    _, _, overridden = _feedback_numbers(page)
+    _open_warning_card(page)
+    card = _rule_card(page)
+    reason = card.locator("select[name=reason]")
+    reason_label = page.locator(f'label[for="{reason.get_attribute("id")}"]')
+    expect(reason_label).to_have_text("Dismiss reason")
+    reason.select_option("not-clinically-relevant")
+    card.locator("input[name=comment]").fill("seen by orthopaedics last week")
+    card.get_by_role("button", name="Dismiss with reason").click()
+    expect(card.locator(".feedback-status")).to_contain_text("Not clinically relevant")
+    expect(card).to_have_attribute("data-feedback", "overridden")
+    assert _feedback_numbers(page)[2] == overridden + 1
+    expect(page.locator(f'tr[data-rule-id="{RULE}"]')).to_contain_text(
+        "Not clinically relevant for this patient"
+    )
+
+
+def test_knowledge_rule_page(page: Page, knowledge: Knowledge, artifacts: Path) -> None:
+    page.goto("/knowledge")
+    page.get_by_role("link", name=knowledge.rules[RULE].title).click()
+    expect(page).to_have_url(re.compile(rf"/knowledge/{RULE}$"))
+    expect(page.locator("h1")).to_have_text(knowledge.rules[RULE].title)
+    expect(page.locator("ul.logic").first).to_contain_text("within the last 90 days")
+    expect(page.locator("#vs-bone-pain table")).to_contain_text("M54.50")
+    cases = knowledge.cases[RULE]
+    expect(page.locator("#cases")).to_contain_text(f"{len(cases)} of {len(cases)} cases pass")
+    page.screenshot(path=artifacts / "knowledge-rule.png", full_page=True)
+    page.goto("/knowledge")
+    page.screenshot(path=artifacts / "knowledge.png", full_page=True)
+
+
+def test_education_page_prints_with_its_headings(
+    page: Page, knowledge: Knowledge, artifacts: Path
+) -> None:
+    slug = "when-to-call-your-doctor"
+    education = knowledge.education[slug]
+    headings = [line[3:].strip() for line in education.body.splitlines() if line.startswith("## ")]
+    assert headings, "the page has section headings"
+    page.goto("/education")
+    page.screenshot(path=artifacts / "education-index.png", full_page=True)
+    page.get_by_role("link", name=education.title).click()
+    expect(page.locator("h1")).to_have_text(education.title)
+    page.screenshot(path=artifacts / "education.png", full_page=True)
+    pdf = page.pdf(format="A4")
+    (artifacts / "education.pdf").write_bytes(pdf)
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    text = re.sub(r"\s+", " ", text)
+    for heading in [education.title, *headings]:
+        assert re.sub(r"\s+", " ", heading) in text
+    assert "Card preview" not in text  # the print stylesheet leaves out the menus
+
+
+def test_uploaded_script_is_shown_as_text_not_run(
+    page: Page, tmp_path: Path, artifacts: Path
+) -> None:
+    payload = '<script>window.__injected = 1</script><img src=x onerror="window.__injected=2">'
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-xss", "gender": "female"}},
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "bc",
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                "code": "C50.911",
+                                "display": payload,
+                            }
+                        ]
+                    },
+                    "onsetDateTime": "2019-03-04",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "pain",
+                    "clinicalStatus": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                "code": "active",
+                            }
+                        ]
+                    },
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                "code": "M54.50",
+                                "display": payload,
+                            }
+                        ]
+                    },
+                    "onsetDateTime": "2026-05-10",
+                }
+            },
+        ],
+    }
+    upload = tmp_path / "hostile.json"
+    upload.write_text(json.dumps(bundle))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto("/preview")
+    page.get_by_label("Or upload a FHIR Bundle or CDS Hooks request (JSON)").set_input_files(upload)
+    page.get_by_label("Evaluate as of").fill("2026-06-01")
+    page.get_by_role("button", name="Show cards").click()
+    card = _rule_card(page)
+    expect(card).to_be_visible()
+    card.locator(".cds-card__why summary").click()
+    expect(card.locator(".cds-card__why")).to_contain_text("<script>window.__injected = 1</script>")
+    assert page.evaluate("window.__injected") is None
+    assert page.locator("article script, article img").count() == 0
+    assert dialogs == []
+    page.screenshot(path=artifacts / "preview-hostile-upload.png", full_page=True)

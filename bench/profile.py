@@ -28,8 +28,6 @@ from cds.app import create_app
 from cds.knowledge import load_knowledge
 from cds.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 async def _profile(body: bytes, service_id: str, repeat: int, top: int) -> str:
     with tempfile.TemporaryDirectory(prefix="cds-profile-") as tmp:
@@ -74,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
-    knowledge = load_knowledge(REPO / "knowledge", REPO / "cards")
+    settings = Settings()
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir)
     workloads, _ = build_workloads(knowledge, fhir_base_url="http://127.0.0.1:9")
     workload = next((w for w in workloads if w.name == args.workload), None)
     if workload is None:

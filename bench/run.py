@@ -33,6 +33,7 @@ from bench.load import LoadResult, available_tool, run_load
 from bench.workloads import Workload, build_workloads
 from cds.knowledge import Knowledge, load_knowledge
 from cds.prefetch import render_template
+from cds.settings import Settings
 
 __all__ = ["main"]
 
@@ -136,7 +137,7 @@ class Process:
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}; see {self.log}"
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
                 response = httpx.get(self.base + self.ready_path, timeout=1.0)
@@ -146,7 +147,10 @@ class Process:
                 pass
             time.sleep(0.01)
         self.stop()
-        raise RuntimeError(f"{self.name} did not answer within {timeout} s; see {self.log}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, size: int = 2000) -> str:
+        return self.log.read_bytes()[-size:].decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -352,7 +356,8 @@ def _ratio(a: float, b: float) -> float:
 def run(limits: Limits, tool: str, seed: int) -> tuple[str, list[str]]:
     """Run everything; the generated markdown section and the console lines."""
     knowledge_started = time.perf_counter()
-    knowledge = load_knowledge(REPO / "knowledge", REPO / "cards")
+    settings = Settings()
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir)
     knowledge_seconds = time.perf_counter() - knowledge_started
     load_before = os.getloadavg()
     started_at = datetime.now(UTC)

@@ -1,0 +1,394 @@
+"""The page routes through the app (TestClient): status codes, content, escaping, headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds.cases import run_case
+from cds.knowledge import Knowledge
+from cds.settings import Settings
+
+WARNING_PATIENT = "scenario:breast-cancer-new-back-pain"
+RULE = "bone-pain-after-breast-cancer"
+PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+class _Controls(HTMLParser):
+    """Collects form controls, label targets, scripts and headings of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str | None]] = []
+        self.label_for: set[str] = set()
+        self.scripts: list[dict[str, str | None]] = []
+        self.headings: list[str] = []
+        self.lang: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "html":
+            self.lang = found.get("lang")
+        if tag in ("select", "textarea") or (
+            tag == "input" and found.get("type") not in ("hidden", "submit")
+        ):
+            self.controls.append(found)
+        if tag == "label" and found.get("for"):
+            self.label_for.add(str(found["for"]))
+        if tag == "script":
+            self.scripts.append(found)
+        if tag in ("h1", "h2", "h3"):
+            self.headings.append(tag)
+
+
+def _parse(html: str) -> _Controls:
+    parser = _Controls()
+    parser.feed(html)
+    return parser
+
+
+def _card_uuids(html: str) -> list[tuple[str, str]]:
+    return re.findall(r'data-card-uuid="([^"]+)"\s+data-service-id="([^"]+)"', html)
+
+
+def _hostile_bundle() -> dict[str, Any]:
+    active = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": "active",
+            }
+        ]
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "gender": "female",
+                    "name": [{"text": PAYLOAD}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "bc",
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                "code": "C50.911",
+                                "display": PAYLOAD,
+                            }
+                        ]
+                    },
+                    "onsetDateTime": "2019-03-04",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "pain",
+                    "clinicalStatus": active,
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                "code": "M54.50",
+                                "display": PAYLOAD,
+                            }
+                        ]
+                    },
+                    "onsetDateTime": "2026-05-10",
+                }
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/preview",
+        f"/preview?patient={WARNING_PATIENT}",
+        "/knowledge",
+        f"/knowledge/{RULE}",
+        "/education",
+        "/analytics",
+    ],
+)
+def test_every_page_is_accessible_html(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page = _parse(response.text)
+    assert page.lang == "en"
+    assert page.headings.count("h1") == 1
+    unlabelled = [c for c in page.controls if c.get("id") not in page.label_for]
+    assert unlabelled == []
+    assert all(s.get("src", "").startswith("/static/") for s in page.scripts)
+
+
+def test_every_education_page_renders(client: TestClient, knowledge: Knowledge) -> None:
+    index = client.get("/education").text
+    assert knowledge.education
+    for slug, page in knowledge.education.items():
+        assert f'href="/education/{slug}"' in index
+        response = client.get(f"/education/{slug}")
+        assert response.status_code == 200
+        assert ">" + _escape(page.title) + "</h1>" in response.text
+        for section in page.sections:
+            assert _escape(section) in response.text
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
+
+def test_home_gives_the_discovery_url_from_the_public_base_url(
+    knowledge: Knowledge, settings: Settings
+) -> None:
+    from cds.app import create_app
+
+    custom = settings.model_copy(update={"public_base_url": "https://cds.example.org/base/"})
+    with TestClient(create_app(custom, knowledge=knowledge)) as client:
+        html = client.get("/").text
+    assert "https://cds.example.org/base/cds-services" in html
+    for service in knowledge.services.values():
+        assert service.spec.id in html
+        assert service.spec.hook in html
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/static/site.css", 200),
+        ("/static/preview.js", 200),
+        ("/static/nothing.css", 404),
+        ("/static/..%2Fapp.py", 404),
+        ("/knowledge/no-such-rule", 404),
+        ("/education/no-such-page", 404),
+    ],
+)
+def test_static_files_and_unknown_pages(client: TestClient, path: str, status: int) -> None:
+    assert client.get(path).status_code == status
+
+
+def test_preview_of_a_patient_with_a_warning_card(client: TestClient) -> None:
+    response = client.get(f"/preview?patient={WARNING_PATIENT}&hook=patient-view")
+    assert response.status_code == 200
+    html = response.text
+    assert "cds-card--warning" in html
+    assert "Order a whole-body bone scan" in html
+    assert "&#34;resourceType&#34;: &#34;ServiceRequest&#34;" in html
+    assert "Why this card fired" in html
+    assert "Request and response JSON" in html
+    assert _card_uuids(html)
+
+
+def test_preview_runs_every_rule_case_as_a_patient(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    rule = knowledge.rules[RULE]
+    for case in knowledge.cases[RULE]:
+        html = client.get(f"/preview?patient=case:{RULE}:{case.name}").text
+        fired = f"(rule <code>{RULE}</code>)" in html
+        expected = run_case(knowledge, rule, case).fired
+        assert fired == expected, case.name
+
+
+def test_uploaded_bundle_with_markup_is_escaped(client: TestClient) -> None:
+    response = client.post(
+        "/preview",
+        data={"hook": "patient-view", "as_of": "2026-06-01"},
+        files={"upload": ("hostile.json", json.dumps(_hostile_bundle()), "application/json")},
+    )
+    assert response.status_code == 200
+    html = response.text
+    assert f"(rule <code>{RULE}</code>)" in html  # the card fired, so the data was shown
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(" in html
+
+
+def test_uploaded_cds_hooks_request_uses_its_own_hook(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    from cds.offline import bundle_resources, request_from_resources
+
+    service = knowledge.services_for("encounter-start")[0]
+    body = request_from_resources(
+        bundle_resources(_hostile_bundle()),
+        service.prefetch,
+        hook="encounter-start",
+        hook_instance="upload-test",
+    )
+    response = client.post(
+        "/preview",
+        data={"hook": "patient-view", "as_of": "2026-06-01"},
+        files={"upload": ("request.json", json.dumps(body), "application/json")},
+    )
+    assert response.status_code == 200
+    assert "hook <code>encounter-start</code>" in response.text
+    assert service.spec.id in response.text
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"   ", 400, "empty"),
+        (b'{"resourceType": "Bundle", "entry": []}', 400, "no Patient"),
+        (b"[1, 2]", 400, "expected a FHIR Bundle"),
+    ],
+)
+def test_bad_uploads_say_what_is_wrong(
+    client: TestClient, content: bytes, status: int, message: str
+) -> None:
+    response = client.post(
+        "/preview",
+        data={"hook": "patient-view"},
+        files={"upload": ("bad.json", content, "application/json")},
+    )
+    assert response.status_code == status
+    assert message in response.text
+    assert 'role="alert"' in response.text
+
+
+def test_too_large_upload_is_refused(knowledge: Knowledge, settings: Settings) -> None:
+    from cds.app import create_app
+
+    small = settings.model_copy(update={"max_body_bytes": 1000})
+    with TestClient(create_app(small, knowledge=knowledge)) as client:
+        big = json.dumps({"resourceType": "Bundle", "entry": [], "pad": "x" * 2000})
+        response = client.post(
+            "/preview",
+            data={"hook": "patient-view"},
+            files={"upload": ("big.json", big, "application/json")},
+        )
+    assert response.status_code == 413
+    assert "larger than 1000 bytes" in response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("patient=scenario:nobody", "no example patient"),
+        (f"patient={WARNING_PATIENT}&hook=no-such-hook", "unknown hook"),
+        (f"patient={WARNING_PATIENT}&order=aspirin", "unknown draft order"),
+        (f"patient={WARNING_PATIENT}&as_of=yesterday", "not a date"),
+    ],
+)
+def test_bad_preview_choices_say_what_is_wrong(
+    client: TestClient, query: str, message: str
+) -> None:
+    response = client.get(f"/preview?{query}")
+    assert response.status_code == 400
+    assert message in response.text
+
+
+def test_order_hook_needs_a_draft_order_when_a_service_answers_it(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    order_hooks = [h for h in ("order-select", "order-sign") if knowledge.services_for(h)]
+    if not order_hooks:
+        pytest.skip("no service answers an order hook yet")
+    hook = order_hooks[0]
+    missing = client.get(f"/preview?patient={WARNING_PATIENT}&hook={hook}")
+    assert missing.status_code == 400
+    assert "pick a draft order" in missing.text
+    placed = client.get(f"/preview?patient={WARNING_PATIENT}&hook={hook}&order=olaparib")
+    assert placed.status_code == 200
+    assert "1597582" in placed.text
+
+
+def test_knowledge_index_lists_every_rule_with_its_review_state(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    html = client.get("/knowledge").text
+    for rule in knowledge.rules.values():
+        assert f'href="/knowledge/{rule.id}"' in html
+        assert _escape(rule.source.section) in html
+    if any(rule.review.state == "unreviewed" for rule in knowledge.rules.values()):
+        assert "unreviewed" in html
+
+
+def test_rule_page_shows_logic_value_sets_and_case_results(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    rule = knowledge.rules[RULE]
+    html = client.get(f"/knowledge/{RULE}").text
+    assert "dated within the last 90 days" in html
+    for file in (knowledge.valueset_files["bone-pain"],):
+        for code in file.codes:
+            assert f"<code>{code.code}</code>" in html
+    cases = knowledge.cases[RULE]
+    passing = sum(run_case(knowledge, rule, case).passed for case in cases)
+    assert f"{passing} of {len(cases)} cases pass right now" in html
+
+
+def test_accepted_and_overridden_feedback_shows_on_analytics(client: TestClient) -> None:
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    accepted_card, service = _card_uuids(html)[0]
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    overridden_card, _ = _card_uuids(html)[0]
+    stamp = datetime.now(UTC).isoformat()
+    reason = {
+        "system": "urn:cds:breast-cancer-followup:override-reason",
+        "code": "patient-declined",
+        "display": "Patient declined",
+    }
+    feedback = {
+        "feedback": [
+            {"card": accepted_card, "outcome": "accepted", "outcomeTimestamp": stamp},
+            {
+                "card": overridden_card,
+                "outcome": "overridden",
+                "overrideReason": {"reason": reason, "userComment": PAYLOAD},
+                "outcomeTimestamp": stamp,
+            },
+        ]
+    }
+    assert client.post(f"/cds-services/{service}/feedback", json=feedback).status_code == 200
+    html = client.get("/analytics").text
+    row = re.search(rf'<tr data-rule-id="{RULE}">(.*?)</tr>', html, re.DOTALL)
+    assert row is not None
+    cells = dict(re.findall(r'<td class="num (\w+)">(\d+)</td>', row.group(1)))
+    assert cells == {"shown": "2", "accepted": "1", "overridden": "1"}
+    assert "Patient declined (1)" in row.group(1)
+    assert 'class="bar bar--accepted"' in html
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("since=2026-02-30", "since is not a date"),
+        ("since=2026-05-02&until=2026-05-01", "on or before"),
+    ],
+)
+def test_bad_analytics_window(client: TestClient, query: str, message: str) -> None:
+    response = client.get(f"/analytics?{query}")
+    assert response.status_code == 400
+    assert message in response.text
+
+
+def test_empty_analytics_window(client: TestClient) -> None:
+    html = client.get("/analytics?since=2001-01-01&until=2001-01-31").text
+    assert "No cards were shown from 2001-01-01 to 2001-01-31" in html

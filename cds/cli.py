@@ -173,6 +173,43 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failures else 0
 
 
+@_command("knowledge export")
+def _knowledge_export(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.fhir_export import write_fhir_export
+
+    knowledge = _load(settings)
+    base_url = args.base_url or settings.public_base_url
+    written = write_fhir_export(knowledge, Path(args.outdir), base_url=base_url)
+    plans = sum(1 for p in written if p.name.startswith("PlanDefinition-"))
+    valuesets = sum(1 for p in written if p.name.startswith("ValueSet-"))
+    print(
+        f"wrote {plans} PlanDefinitions, {valuesets} ValueSets and one collection Bundle "
+        f"to {args.outdir} (all validated as FHIR R4)"
+    )
+    return 0
+
+
+@_command("knowledge coverage")
+def _knowledge_coverage(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.coverage import coverage_gaps, render_coverage
+
+    knowledge = _load(settings)
+    output = Path(args.output) if args.output else settings.knowledge_dir / "COVERAGE.md"
+    text = render_coverage(knowledge)
+    gaps = coverage_gaps(knowledge)
+    if args.check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            print(f"{output} is out of date: run `cds knowledge coverage`", file=sys.stderr)
+            return 1
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+    for heading in gaps:
+        print(f"gap: {heading}")
+    return 0
+
+
 @_command("db upgrade")
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from cds.db import make_engine
@@ -287,6 +324,17 @@ def _parser() -> argparse.ArgumentParser:
     knowledge = sub.add_parser("knowledge", help="check or export the knowledge")
     ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
     ksub.add_parser("check", help="validate all knowledge, run every case, print the rules")
+    export = ksub.add_parser("export", help="write the knowledge as FHIR resources")
+    export.add_argument("outdir", help="directory to write the JSON files into")
+    export.add_argument("--format", choices=["fhir"], default="fhir", help="only fhir (R4)")
+    export.add_argument(
+        "--base-url", help="canonical URL base of the resources (default: CDS_PUBLIC_BASE_URL)"
+    )
+    coverage = ksub.add_parser("coverage", help="write knowledge/COVERAGE.md")
+    coverage.add_argument("--output", help="where to write (default: <knowledge dir>/COVERAGE.md)")
+    coverage.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the file is out of date"
+    )
 
     db = sub.add_parser("db", help="database schema migrations")
     dsub = db.add_subparsers(dest="db_command", required=True)

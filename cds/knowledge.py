@@ -8,7 +8,7 @@ Validation is total: every problem is collected (file and field named) and raise
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,41 @@ class Knowledge:
 
     def services_for(self, hook: str) -> list[Service]:
         return [s for s in self.services.values() if s.spec.hook == hook]
+
+    def used_by(self, rules: Iterable[Rule]) -> tuple[set[str], set[str]]:
+        """(value set ids, definition names) that ``rules`` reach, through definitions,
+        anchors, value tests, components and value set includes."""
+        valuesets: set[str] = set()
+        reached: set[str] = set()
+        stack: list[Node] = [n for r in rules for n in (*r.logic.inclusion, *r.logic.exclusion)]
+        while stack:
+            for node in iter_nodes(stack.pop()):
+                names = [node.ref] if node.ref else []
+                fact = node.fact()
+                if fact is not None:
+                    query = fact[1]
+                    names += [a.name for a in (query.after, query.before) if a is not None]
+                    component = query.component
+                    for vs in (
+                        query.valueset,
+                        query.value.valueset if query.value else None,
+                        component.valueset if component else None,
+                        component.value.valueset if component and component.value else None,
+                    ):
+                        if vs is not None:
+                            valuesets.add(vs)
+                for name in names:
+                    if name not in reached and name in self.definitions:
+                        reached.add(name)
+                        stack.append(self.definitions[name])
+        pending = list(valuesets)
+        while pending:
+            vs_file = self.valueset_files.get(pending.pop())
+            for included in vs_file.include if vs_file else ():
+                if included not in valuesets:
+                    valuesets.add(included)
+                    pending.append(included)
+        return valuesets, reached
 
 
 class _Problems:

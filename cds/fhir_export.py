@@ -1,0 +1,256 @@
+"""Export the knowledge as FHIR R4 resources other CDS engines can read.
+
+Every service becomes a ``PlanDefinition`` of type ``eca-rule``: one action per rule, triggered
+by the service's hook (a ``named-event`` trigger), with the rule's logic as readable
+``applicability`` conditions (``text/x-readable``; our logic is data, not CQL), the cited section
+of the source document as ``relatedArtifact``, and the rule's suggestions as sub-actions. Every
+value set becomes a ``ValueSet`` whose ``compose`` lists the explicit codes; an ICD-10-CM family
+is an ``is-a`` filter on its prefix. Everything is validated with the fhir.resources R4B models
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.plandefinition import PlanDefinition
+from fhir.resources.R4B.valueset import ValueSet
+from pydantic import BaseModel, ValidationError
+
+from cds import __version__
+from cds.cards import RULE_SYSTEM
+from cds.errors import KnowledgeError
+from cds.knowledge import Knowledge, Service
+from cds.logic_text import describe_node, describe_rule
+from cds.rules import Rule, ValueSetFile
+from cds.terminology import canonical_system
+
+__all__ = ["READABLE_LANGUAGE", "build_fhir_export", "write_fhir_export"]
+
+READABLE_LANGUAGE = "text/x-readable"
+_PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
+_ACTION_TYPE = "http://terminology.hl7.org/CodeSystem/action-type"
+_EXPRESSION_NAME_MAX = 64
+
+
+def _computable_name(kebab: str) -> str:
+    """``bone-pain-after-breast-cancer`` -> ``BonePainAfterBreastCancer`` (FHIR ``name``)."""
+    return "".join(part[:1].upper() + part[1:] for part in kebab.split("-"))
+
+
+class _Urls:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    def canonical(self, rtype: str, rid: str) -> str:
+        return f"{self.base}/fhir/{rtype}/{rid}"
+
+    def extension(self, name: str) -> str:
+        return f"{self.base}/fhir/StructureDefinition/{name}"
+
+
+def _condition(kind: str, index: int, rule: Rule, text: str) -> dict[str, Any]:
+    name = f"{rule.id}.{kind}.{index + 1}"
+    expression: dict[str, Any] = {
+        "description": f"Rule {rule.id} v{rule.version}, {kind} {index + 1}",
+        "language": READABLE_LANGUAGE,
+        "expression": text,
+    }
+    if len(name) <= _EXPRESSION_NAME_MAX:
+        expression["name"] = name
+    return {"kind": "applicability", "expression": expression}
+
+
+def _rule_action(knowledge: Knowledge, rule: Rule, hook: str, urls: _Urls) -> dict[str, Any]:
+    docs = knowledge.definition_docs
+    conditions = [
+        _condition("inclusion", i, rule, describe_node(node, docs))
+        for i, node in enumerate(rule.logic.inclusion)
+    ] + [
+        _condition("exclusion", i, rule, f"it is not the case that: {describe_node(node, docs)}")
+        for i, node in enumerate(rule.logic.exclusion)
+    ]
+    source = knowledge.source
+    beyond = " (the rule goes beyond what the document says)" if rule.source.beyond_source else ""
+    action: dict[str, Any] = {
+        "id": rule.id,
+        "extension": [
+            {"url": urls.extension("rule-status"), "valueCode": rule.status},
+            {"url": urls.extension("rule-version"), "valueString": rule.version},
+            {"url": urls.extension("card-indicator"), "valueCode": rule.card.indicator},
+            {"url": urls.extension("review-state"), "valueString": rule.review.state},
+        ],
+        "title": rule.title,
+        "description": " ".join(rule.rationale.split()),
+        "textEquivalent": describe_rule(rule, docs),
+        "code": [{"coding": [{"system": RULE_SYSTEM, "code": rule.id, "display": rule.title}]}],
+        "documentation": [
+            {
+                "type": "citation",
+                "label": rule.source.section,
+                "display": f"{source.title}, section '{rule.source.section}'",
+                "citation": f"{' '.join(rule.source.summary.split())}{beyond}",
+            },
+            {
+                "type": "documentation",
+                "display": "Rule page with its logic, cases and review state",
+                "url": f"{urls.base}/knowledge/{rule.id}",
+            },
+        ],
+        "trigger": [{"type": "named-event", "name": hook}],
+        "condition": conditions,
+    }
+    if rule.suggestions:
+        action["selectionBehavior"] = "any"
+        action["action"] = [
+            {
+                "id": f"{rule.id}.{suggestion.id}",
+                "title": suggestion.label,
+                "description": suggestion.description,
+                "type": {"coding": [{"system": _ACTION_TYPE, "code": "create"}]},
+                **(
+                    {"code": [suggestion.resource["code"]]}
+                    if isinstance(suggestion.resource.get("code"), dict)
+                    else {}
+                ),
+            }
+            for suggestion in rule.suggestions
+        ]
+    return action
+
+
+def _plan_definition(knowledge: Knowledge, service: Service, urls: _Urls) -> dict[str, Any]:
+    spec = service.spec
+    source = knowledge.source
+    active = any(rule.status == "active" for rule in service.rules)
+    sections: dict[str, list[str]] = {}
+    for rule in service.rules:
+        sections.setdefault(rule.source.section, []).append(rule.id)
+    return {
+        "resourceType": "PlanDefinition",
+        "id": spec.id,
+        "url": urls.canonical("PlanDefinition", spec.id),
+        "version": __version__,
+        "name": _computable_name(spec.id),
+        "title": spec.title,
+        "type": {"coding": [{"system": _PLAN_TYPE, "code": "eca-rule", "display": "ECA Rule"}]},
+        "status": "active" if active else "draft",
+        "description": " ".join(spec.description.split()),
+        "relatedArtifact": [
+            {
+                "type": "citation",
+                "display": source.title,
+                "citation": (
+                    f"{source.title}. {source.publisher}, current as of "
+                    f"{source.current_as_of.isoformat()}."
+                ),
+            },
+            *(
+                {
+                    "type": "citation",
+                    "label": section,
+                    "display": f"{source.title}, section '{section}'",
+                    "citation": f"Cited by the rules {', '.join(rule_ids)}.",
+                }
+                for section, rule_ids in sections.items()
+            ),
+        ],
+        "action": [_rule_action(knowledge, rule, spec.hook, urls) for rule in service.rules],
+    }
+
+
+def _value_set(vs: ValueSetFile, active: bool, urls: _Urls) -> dict[str, Any]:
+    includes: dict[str, list[dict[str, Any]]] = {}
+    for entry in vs.codes:
+        system = canonical_system(entry.system) or entry.system
+        concept: dict[str, Any] = {
+            "extension": [
+                {"url": urls.extension("code-verification"), "valueCode": entry.verified}
+            ],
+            "code": entry.code,
+            "display": entry.display,
+        }
+        includes.setdefault(system, []).append(concept)
+    compose: list[dict[str, Any]] = [
+        {"system": system, "concept": concepts} for system, concepts in includes.items()
+    ]
+    compose += [
+        {
+            "system": family.system_uri,
+            "filter": [{"property": "concept", "op": "is-a", "value": family.prefix}],
+        }
+        for family in vs.families
+    ]
+    if vs.include:
+        compose.append({"valueSet": [urls.canonical("ValueSet", i) for i in vs.include]})
+    description = " ".join(vs.description.split())
+    if vs.families:
+        prefixes = ", ".join(f.prefix for f in vs.families)
+        description += (
+            f" ICD-10-CM families ({prefixes}) are matched by code prefix: every code under "
+            "the stated code, written with or without the dot."
+        )
+    return {
+        "resourceType": "ValueSet",
+        "id": vs.id,
+        "url": urls.canonical("ValueSet", vs.id),
+        "version": __version__,
+        "name": _computable_name(vs.id),
+        "title": vs.title,
+        "status": "active" if active else "draft",
+        "description": description,
+        "compose": {"include": compose},
+    }
+
+
+def _validate(name: str, model: type[BaseModel], resource: dict[str, Any]) -> list[str]:
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return [
+            f"{name}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+    return []
+
+
+def build_fhir_export(knowledge: Knowledge, *, base_url: str) -> dict[str, dict[str, Any]]:
+    """File name -> FHIR resource, every one validated. Raises KnowledgeError if any is invalid."""
+    urls = _Urls(base_url)
+    active_rules = [r for r in knowledge.rules.values() if r.status == "active"]
+    active_valuesets, _ = knowledge.used_by(active_rules)
+    out: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for service_id, service in sorted(knowledge.services.items()):
+        name = f"PlanDefinition-{service_id}.json"
+        out[name] = _plan_definition(knowledge, service, urls)
+        problems += _validate(name, PlanDefinition, out[name])
+    for vs_id, vs_file in sorted(knowledge.valueset_files.items()):
+        name = f"ValueSet-{vs_id}.json"
+        out[name] = _value_set(vs_file, vs_id in active_valuesets, urls)
+        problems += _validate(name, ValueSet, out[name])
+    bundle = {
+        "resourceType": "Bundle",
+        "id": "breast-cancer-followup-knowledge",
+        "type": "collection",
+        "entry": [{"fullUrl": resource["url"], "resource": resource} for resource in out.values()],
+    }
+    problems += _validate("Bundle-knowledge.json", Bundle, bundle)
+    if problems:
+        raise KnowledgeError([f"FHIR export: {p}" for p in problems])
+    out["Bundle-knowledge.json"] = bundle
+    return out
+
+
+def write_fhir_export(knowledge: Knowledge, outdir: Path, *, base_url: str) -> list[Path]:
+    """Build and validate everything first, then write one JSON file per resource."""
+    resources = build_fhir_export(knowledge, base_url=base_url)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, resource in resources.items():
+        path = outdir / name
+        path.write_bytes(orjson.dumps(resource, option=orjson.OPT_INDENT_2) + b"\n")
+        written.append(path)
+    return written

@@ -14,7 +14,7 @@ from cds.knowledge import Knowledge
 from cds.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest
 from cds.rules import Rule
 
-__all__ = ["Phrase", "duration_words", "logic_phrases", "valuesets_of_rule"]
+__all__ = ["Phrase", "duration_words", "logic_phrases", "node_phrase", "valuesets_of_rule"]
 
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 _UNITS = ("year", "month", "week", "day")
@@ -189,6 +189,11 @@ class _Speaker:
         for name, value in query.model_dump(exclude_defaults=True).items():
             if name not in _EXPLAINED:
                 yield f"{name.replace('_', ' ')}: {value}"
+
+
+def node_phrase(knowledge: Knowledge, node: Node) -> Phrase:
+    """One logic node (and everything under it) in words."""
+    return _Speaker(knowledge).node(node)
 
 
 def logic_phrases(knowledge: Knowledge, rule: Rule) -> tuple[list[Phrase], list[Phrase]]:

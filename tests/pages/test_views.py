@@ -1,0 +1,197 @@
+"""The plain view modules of the pages: markdown safety, logic in words, charts, orders, windows."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cds.errors import BadRequest, PayloadTooLarge
+from cds.knowledge import Knowledge
+from cds.logic import Node
+from cds.pages.analytics_view import parse_window
+from cds.pages.charts import grouped_bar_chart
+from cds.pages.draft_orders import DRAFT_ORDERS, draft_medication_request
+from cds.pages.examples import SYNTHEA_GROUP, example_catalogue
+from cds.pages.logic_words import duration_words, logic_phrases, node_phrase, valuesets_of_rule
+from cds.pages.markdown import render_markdown
+from cds.pages.preview import parse_upload, patient_banner
+
+
+@pytest.mark.parametrize(
+    ("markdown", "forbidden", "kept"),
+    [
+        ("<script>alert(1)</script>", "<script", "&lt;script&gt;"),
+        ('<img src=x onerror="alert(1)">', "<img", "&lt;img"),
+        ("[click](javascript:alert(1))", 'href="javascript', "click"),
+        ('<a href="https://x.org" onclick="y()">a</a>', "<a href", "&lt;a"),
+        ("**bold** and `code`", "<script", "<strong>bold</strong>"),
+    ],
+)
+def test_markdown_never_passes_raw_html(markdown: str, forbidden: str, kept: str) -> None:
+    html = render_markdown(markdown)
+    assert forbidden not in html
+    assert kept in html
+
+
+def test_markdown_links_get_safe_rel() -> None:
+    html = render_markdown("[site](https://example.org/page)")
+    assert 'href="https://example.org/page"' in html
+    assert 'rel="noopener noreferrer"' in html
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("P90D", "90 days"), ("P1D", "1 day"), ("P1Y6M", "1 year 6 months"), ("P2W", "2 weeks")],
+)
+def test_duration_words(text: str, words: str) -> None:
+    assert duration_words(text) == words
+
+
+def _texts(phrases: list) -> list[str]:  # type: ignore[type-arg]
+    out: list[str] = []
+    for phrase in phrases:
+        out.append(phrase.text)
+        out.extend(_texts(phrase.children))
+    return out
+
+
+def test_logic_in_words_spells_out_definitions_and_filters(knowledge: Knowledge) -> None:
+    inclusion, exclusion = logic_phrases(
+        knowledge, knowledge.rules["bone-pain-after-breast-cancer"]
+    )
+    lines = _texts(inclusion)
+    assert any("definition “invasive-breast-cancer”" in line for line in lines)
+    assert "dated within the last 90 days" in lines
+    assert any(line.startswith("dated on or after the first record of") for line in lines)
+    assert any("known-bone-metastasis" in line for line in _texts(exclusion))
+
+
+def test_logic_words_for_combinators_values_and_patients(knowledge: Knowledge) -> None:
+    node = Node.model_validate(
+        {
+            "any": [
+                {"not": {"patient": {"age_at_least": 18, "sex": ["female"]}}},
+                {
+                    "observation": {
+                        "valueset": "bone-pain",
+                        "latest": True,
+                        "value": {"gte": 10.5, "unit": "mg/dL"},
+                    }
+                },
+                {"observation": {"valueset": "bone-pain", "count": {"at_least": 2}}},
+            ]
+        }
+    )
+    lines = _texts([node_phrase(knowledge, node)])
+    assert lines[0] == "at least one of the following holds:"
+    assert "this does not hold:" in lines
+    assert "the patient is sex is female, aged 18 or older" in lines
+    assert "whose value is ≥ 10.5 mg/dL" in lines
+    assert "only the most recent one counts" in lines
+    assert "at least 2 of them" in lines
+
+
+def test_every_rule_reads_in_words_and_names_its_value_sets(knowledge: Knowledge) -> None:
+    for rule in knowledge.rules.values():
+        inclusion, _ = logic_phrases(knowledge, rule)
+        assert _texts(inclusion), rule.id
+        for vs_id in valuesets_of_rule(knowledge, rule):
+            assert vs_id in knowledge.valueset_files, (rule.id, vs_id)
+
+
+def test_bar_chart_scales_bars_to_a_round_maximum() -> None:
+    chart = grouped_bar_chart(
+        [("rule-a", [7, 3, 4]), ("rule-b", [2, 0, 2])], ("shown", "accepted", "overridden"), "d"
+    )
+    assert [t.label for t in chart.ticks] == ["0", "5", "10"]
+    widths = {(b.title.split(":")[0], b.series): b.width for b in chart.bars}
+    assert widths[("rule-a", "shown")] == pytest.approx(7 / 10 * 420)
+    assert widths[("rule-b", "accepted")] == 0
+    assert len(chart.bars) == 6
+    assert chart.height > max(b.y + b.height for b in chart.bars)
+
+
+def test_bar_chart_cuts_long_labels() -> None:
+    chart = grouped_bar_chart([("x" * 60, [1])], ("shown",), "d")
+    assert chart.labels[0].text.endswith("…")
+    assert len(chart.labels[0].text) <= 34
+
+
+@pytest.mark.parametrize(
+    ("key", "rxcui"),
+    [
+        ("olaparib", "1597582"),
+        ("trastuzumab", "224905"),
+        ("tamoxifen", "10324"),
+        ("oxycodone", "7804"),
+        ("capecitabine", "194000"),
+    ],
+)
+def test_draft_orders_carry_rxnorm_ingredient_codes(key: str, rxcui: str) -> None:
+    resource = draft_medication_request(DRAFT_ORDERS[key], "p1", date(2026, 6, 1))
+    assert resource["status"] == "draft"
+    assert resource["subject"] == {"reference": "Patient/p1"}
+    coding = resource["medicationCodeableConcept"]["coding"][0]
+    assert coding == {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": rxcui,
+        "display": key,
+    }
+
+
+def test_analytics_window_defaults_and_errors() -> None:
+    window = parse_window("", "", date(2026, 6, 30))
+    assert (window.first_day, window.last_day) == (date(2026, 6, 1), date(2026, 6, 30))
+    assert window.until.isoformat() == "2026-07-01T00:00:00+00:00"
+    with pytest.raises(BadRequest, match="until is not a date"):
+        parse_window("", "2026-13-01", date(2026, 6, 30))
+    with pytest.raises(BadRequest, match="on or before"):
+        parse_window("2026-07-01", "2026-06-01", date(2026, 6, 30))
+
+
+def test_upload_parsing() -> None:
+    request = parse_upload(b'{"hook": "patient-view", "context": {}}', 100)
+    assert request.hook_request is not None
+    bundle = parse_upload(b'{"resourceType": "Patient", "id": "p"}', 100)
+    assert bundle.resources == [{"resourceType": "Patient", "id": "p"}]
+    with pytest.raises(PayloadTooLarge):
+        parse_upload(b"{}" * 60, 100)
+
+
+def test_patient_banner_reads_names_defensively() -> None:
+    banner = patient_banner(
+        [{"resourceType": "Patient", "name": [7, {"given": ["Ada", 3], "family": "Lind"}]}]
+    )
+    assert banner.name == "Ada Lind"
+    assert patient_banner([]).name == "(no name)"
+
+
+def test_catalogue_lists_scenarios_and_cases_without_synthea(
+    knowledge: Knowledge, tmp_path: Path
+) -> None:
+    examples = example_catalogue(knowledge, tmp_path / "absent", date(2026, 6, 1))
+    keys = {e.key for e in examples}
+    assert "scenario:breast-cancer-new-back-pain" in keys
+    assert all(
+        f"case:{rule}:{case.name}" in keys
+        for rule, cases in knowledge.cases.items()
+        for case in cases
+    )
+    assert not any(e.group == SYNTHEA_GROUP for e in examples)
+
+
+@pytest.mark.shared
+def test_catalogue_lists_synthea_patients(knowledge: Knowledge, shared_dir: Path) -> None:
+    folder = shared_dir / "data" / "synthea"
+    synthea = [
+        e
+        for e in example_catalogue(knowledge, folder, date(2026, 6, 1))
+        if e.group == SYNTHEA_GROUP
+    ]
+    assert 0 < len(synthea) <= len(list(folder.glob("*.json.bz2")))
+    first = synthea[0]
+    assert "born" in first.title
+    resources = first.load()
+    assert any(r.get("resourceType") == "Patient" for r in resources)

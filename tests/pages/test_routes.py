@@ -335,7 +335,7 @@ def test_rule_page_shows_logic_value_sets_and_case_results(
 ) -> None:
     rule = knowledge.rules[RULE]
     html = client.get(f"/knowledge/{RULE}").text
-    assert "dated within the last 90 days" in html
+    assert "dated in the last 90 days" in html
     for file in (knowledge.valueset_files["bone-pain"],):
         for code in file.codes:
             assert f"<code>{code.code}</code>" in html

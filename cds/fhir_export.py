@@ -34,6 +34,7 @@ READABLE_LANGUAGE = "text/x-readable"
 _PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
 _ACTION_TYPE = "http://terminology.hl7.org/CodeSystem/action-type"
 _EXPRESSION_NAME_MAX = 64
+_FHIR_ID_MAX = 64
 
 
 def _computable_name(kebab: str) -> str:
@@ -207,13 +208,17 @@ def _value_set(vs: ValueSetFile, active: bool, urls: _Urls) -> dict[str, Any]:
 
 
 def _validate(name: str, model: type[BaseModel], resource: dict[str, Any]) -> list[str]:
+    problems = []
+    if len(str(resource.get("id", ""))) > _FHIR_ID_MAX:
+        # FHIR limits ids to 64 characters; the R4B models check the characters, not the length
+        problems.append(f"{name}: id: longer than the {_FHIR_ID_MAX} characters FHIR allows")
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        return [
+        problems += [
             f"{name}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         ]
-    return []
+    return problems
 
 
 def build_fhir_export(knowledge: Knowledge, *, base_url: str) -> dict[str, dict[str, Any]]:

@@ -68,6 +68,8 @@ def start_cds(
         stdout=out,
         stderr=out,
     )
+    if log_path:
+        out.close()  # the child keeps its own descriptor
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", process)
     except Exception:

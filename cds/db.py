@@ -107,8 +107,9 @@ def _item_key(service_id: str, item: FeedbackItem) -> str:
 
 
 def _parse_time(value: str) -> datetime:
+    """In UTC: SQLite keeps a date-time without its offset, so every stored time is UTC."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class SqlStore:

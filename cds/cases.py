@@ -70,6 +70,7 @@ def run_case(
         hook=hook,
         hook_instance=f"case-{rule.id}-{case.name}",
         draft_orders=case.draft_orders,
+        selections=case.selections,
         null_keys=case.null_prefetch,
         omit_keys=case.omit_prefetch,
     )

@@ -234,6 +234,9 @@ class Case(_Schema):
     fixtures: tuple[str, ...] = ()
     resources: tuple[dict[str, Any], ...] = ()
     draft_orders: tuple[dict[str, Any], ...] = ()
+    selections: tuple[str, ...] = Field(
+        (), description="order-select: the selected drafts ('Type/id'); default all of them"
+    )
     null_prefetch: tuple[str, ...] = ()
     omit_prefetch: tuple[str, ...] = ()
     expect: CaseExpectation
@@ -247,6 +250,14 @@ class Case(_Schema):
                 "case names start with in-, out-, exclusion-, boundary-, missing- or null-"
             )
         return value
+
+    @model_validator(mode="after")
+    def _selections_are_drafts(self) -> Case:
+        drafts = {f"{d.get('resourceType')}/{d.get('id')}" for d in self.draft_orders}
+        unknown = [s for s in self.selections if s not in drafts]
+        if unknown:
+            raise ValueError(f"selections {unknown} name no draft order of this case")
+        return self
 
 
 # --- content (cards/) ------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def _parse_now(text: str | None) -> datetime:
 
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    knowledge = _load(settings)
+    # the rule cases are test data: evaluating a record does not need them
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
     data = read_json_file(Path(args.file))
     now = _parse_now(args.now)
     calls: list[tuple[Service, dict[str, Any]]]

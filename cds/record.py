@@ -34,16 +34,30 @@ _KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types
 _SUBJECT_FIELD = {"ResearchSubject": "individual"}
 
 
+_UNREAD: Any = object()
+
+
 @dataclass(slots=True, eq=False)
 class Item:
-    """One indexed resource with what rules read of it, computed once."""
+    """One indexed resource with what rules read of it, computed once.
+
+    The date is parsed on first use: most resources of a long record are never touched by a
+    rule, and date parsing is a quarter of the cost of indexing them.
+    """
 
     resource: dict[str, Any]
     rtype: str
     id: str
-    date: datetime | None
     codings: list[tuple[str, str, str]]  # (system, normalised code, display)
     seq: int = 0  # position in the record: look-ups return items in this order
+    _date: Any = _UNREAD
+
+    @property
+    def date(self) -> datetime | None:
+        if self._date is _UNREAD:
+            self._date = resource_date(self.resource)
+        parsed: datetime | None = self._date
+        return parsed
 
     def display(self) -> str:
         for _, _code, display in self.codings:
@@ -133,7 +147,6 @@ class PatientRecord:
             resource=resource,
             rtype=str(resource["resourceType"]),
             id=rid if isinstance(rid, str) else "",
-            date=resource_date(resource),
             codings=codings,
             seq=self._count,
         )

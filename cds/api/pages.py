@@ -205,10 +205,14 @@ async def _preview(
 
 
 def _moment(day: date | None, today: date) -> datetime:
-    """When a preview is evaluated: now for today, else noon UTC of the chosen day."""
+    """When a preview is evaluated: now for today, else the start of the day (UTC).
+
+    The start of the day is also the instant rule cases run at, so a case previewed at its own
+    date gives the same answer as the case runner.
+    """
     if day is None or day == today:
         return datetime.now(UTC)
-    return datetime.combine(day, time(12, 0), tzinfo=UTC)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @router.get("/preview", response_class=HTMLResponse)

@@ -118,10 +118,12 @@ def test_knowledge_rule_page(page: Page, knowledge: Knowledge, artifacts: Path) 
     page.get_by_role("link", name=knowledge.rules[RULE].title).click()
     expect(page).to_have_url(re.compile(rf"/knowledge/{RULE}$"))
     expect(page.locator("h1")).to_have_text(knowledge.rules[RULE].title)
-    expect(page.locator("ul.logic").first).to_contain_text("within the last 90 days")
+    expect(page.locator("ul.logic").first).to_contain_text("dated in the last 90 days")
     expect(page.locator("#vs-bone-pain table")).to_contain_text("M54.50")
     cases = knowledge.cases[RULE]
-    expect(page.locator("#cases")).to_contain_text(f"{len(cases)} of {len(cases)} cases pass")
+    expect(page.locator("section[aria-labelledby=cases]")).to_contain_text(
+        f"{len(cases)} of {len(cases)} cases pass"
+    )
     page.screenshot(path=artifacts / "knowledge-rule.png", full_page=True)
     page.goto("/knowledge")
     page.screenshot(path=artifacts / "knowledge.png", full_page=True)

@@ -207,7 +207,14 @@ def test_preview_runs_every_rule_case_as_a_patient(
     client: TestClient, knowledge: Knowledge
 ) -> None:
     rule = knowledge.rules[RULE]
-    for case in knowledge.cases[RULE]:
+    # The preview sends every prefetch key, so cases about null or missing prefetch do not apply.
+    cases = [
+        case
+        for case in knowledge.cases[RULE]
+        if case.expect.status == 200 and not case.null_prefetch and not case.omit_prefetch
+    ]
+    assert cases
+    for case in cases:
         html = client.get(f"/preview?patient=case:{RULE}:{case.name}").text
         fired = f"(rule <code>{RULE}</code>)" in html
         expected = run_case(knowledge, rule, case).fired

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cds.pages.analytics_view import parse_window
 from cds.pages.charts import grouped_bar_chart
 from cds.pages.draft_orders import DRAFT_ORDERS, draft_medication_request
 from cds.pages.examples import SYNTHEA_GROUP, example_catalogue
-from cds.pages.logic_words import logic_phrases, node_phrase, valuesets_of_rule
+from cds.pages.logic_words import Phrase, logic_phrases, node_phrase, valuesets_of_rule
 from cds.pages.markdown import render_markdown
 from cds.pages.preview import parse_upload, patient_banner
 
@@ -41,12 +42,14 @@ def test_markdown_links_get_safe_rel() -> None:
     assert 'rel="noopener noreferrer"' in html
 
 
-def _texts(phrases: list) -> list[str]:  # type: ignore[type-arg]
-    out: list[str] = []
+def _walk(phrases: list[Phrase]) -> Iterator[Phrase]:
     for phrase in phrases:
-        out.append(phrase.text)
-        out.extend(_texts(phrase.children))
-    return out
+        yield phrase
+        yield from _walk(phrase.children)
+
+
+def _texts(phrases: list[Phrase]) -> list[str]:
+    return [phrase.text for phrase in _walk(phrases)]
 
 
 def test_logic_in_words_spells_out_definitions_and_filters(knowledge: Knowledge) -> None:
@@ -55,7 +58,7 @@ def test_logic_in_words_spells_out_definitions_and_filters(knowledge: Knowledge)
     )
     lines = _texts(inclusion)
     assert any("definition “invasive-breast-cancer”), which means:" in line for line in lines)
-    pain = next(p for p in inclusion if p.valueset == "bone-pain")
+    pain = next(p for p in _walk(inclusion) if p.valueset == "bone-pain")
     assert "dated in the last 90 days" in pain.text
     assert "on or after the first" in pain.text
     assert any("known-bone-metastasis" in line for line in _texts(exclusion))

@@ -1,0 +1,74 @@
+"""End-to-end fixtures: a real FHIR server (Medplum, node) and the real service (uvicorn).
+
+Both run as child processes on loopback ports for the whole session; each test starts from a
+FHIR server in normal mode with an empty request log. Without node and npm the tests skip.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e import medplum
+from tests.processes import free_port, start_cds, stop
+
+FHIR_TOKEN = "e2e-token-0123456789"
+BUDGET_SECONDS = 1.5  # CDS_FHIR_TIMEOUT_SECONDS of the service under test
+
+
+@pytest.fixture(scope="session")
+def medplum_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[medplum.MedplumServer]:
+    tools = medplum.node_tools()
+    if tools is None:
+        pytest.skip("node and npm are needed for the FHIR server of the end-to-end tests")
+    node, npm = tools
+    try:
+        medplum.install(npm)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"npm ci in {medplum.SERVER_DIR} failed: {exc}")
+    logs = tmp_path_factory.mktemp("fhir-server")
+    server = medplum.start(node, FHIR_TOKEN, logs / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fhir(medplum_server: medplum.MedplumServer) -> medplum.MedplumServer:
+    medplum_server.reset()
+    return medplum_server
+
+
+@pytest.fixture(scope="session")
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``cds serve`` under uvicorn on a free loopback port, with its own SQLite."""
+    folder: Path = tmp_path_factory.mktemp("cds-e2e")
+    port = free_port()
+    process = start_cds(
+        port,
+        {
+            "CDS_DATA_DIR": str(folder / "var"),
+            "CDS_DATABASE_URL": "",
+            "CDS_REQUIRE_JWT": "false",
+            "CDS_FHIR_TIMEOUT_SECONDS": str(BUDGET_SECONDS),
+            "CDS_ALLOW_HTTP_FHIR": "false",
+            "CDS_LOG_LEVEL": "WARNING",
+        },
+        log_path=folder / "cds.log",
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def service(service_url: str) -> Iterator[httpx.Client]:
+    # The timeout is a hang guard, far above the service's own budget; never a timing check.
+    with httpx.Client(base_url=service_url, timeout=30) as client:
+        yield client

@@ -16,8 +16,9 @@ from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
 from cds.api.responses import FhirJSONResponse
 from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
+from cds.call_store import CallStore
 from cds.calllog import configure_logging, logger
-from cds.db import open_store
+from cds.db import SqlStore, open_store
 from cds.errors import RequestError
 from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
@@ -52,6 +53,13 @@ def create_app(
         suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
         if runtime.store is None and use_database:
             runtime.store = open_store(settings, suppressing)
+        if isinstance(runtime.store, SqlStore):
+            runtime.call_store = CallStore(
+                runtime.store,
+                window_days=settings.suppression_days,
+                refresh_seconds=settings.suppression_refresh_seconds,
+            )
+            runtime.call_store.start()
         runtime.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -68,6 +76,9 @@ def create_app(
             await runtime.http.aclose()
             if jwks_http is not None:
                 await jwks_http.aclose()
+            if runtime.call_store is not None:
+                runtime.call_store.close()
+                runtime.call_store = None
             if runtime.store is not None:
                 runtime.store.close()
 

@@ -1,7 +1,8 @@
 """The SQLAlchemy store: shown-card log and feedback, SQLite by default, PostgreSQL in production.
 
 Writes are idempotent (the same card or feedback item stored twice is stored once) and
-committed before the HTTP answer goes out, so a 2xx means the data is on disk.
+committed before the HTTP answer goes out, so a 2xx means the data is on disk. The one
+exception is the hook route's card log, which :mod:`cds.call_store` writes just after the answer.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from cds.auth import ClientVerifier
+from cds.call_store import CallStore
 from cds.knowledge import Knowledge
 from cds.metrics import Metrics
 from cds.settings import Settings
@@ -20,6 +21,7 @@ class Runtime:
     settings: Settings
     knowledge: Knowledge
     store: Store | None = None
+    call_store: CallStore | None = None  # the hook route's in-memory front to a SQL store
     http: httpx.AsyncClient | None = None
     verifier: ClientVerifier | None = None  # None when no trusted clients are configured
     metrics: Metrics = field(default_factory=Metrics)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from cds.call_store import CallStore
 from cds.cards import build_cards
 from cds.engine import Fired, evaluate
 from cds.errors import BadRequest, PrefetchUnavailable
@@ -146,9 +147,13 @@ async def run_service(
     suppressed: set[str] = set()
     if store is not None and service.rules:
         since = now - timedelta(days=settings.suppression_days)
-        suppressed = await asyncio.to_thread(
-            store.suppressed_rules, hashed_patient, [r.id for r in service.rules], since
-        )
+        rule_ids = [r.id for r in service.rules]
+        if isinstance(store, CallStore):  # answers from memory
+            suppressed = store.suppressed_rules(hashed_patient, rule_ids, since)
+        else:
+            suppressed = await asyncio.to_thread(
+                store.suppressed_rules, hashed_patient, rule_ids, since
+            )
     evaluation = evaluate(
         knowledge, service.rules, record, suppressed=suppressed, unavailable=unavailable
     )
@@ -160,23 +165,24 @@ async def run_service(
         base_url=settings.public_base_url,
     )
     if store is not None and cards:
-        await asyncio.to_thread(
-            store.record_cards,
-            [
-                ShownCard(
-                    card_uuid=card.uuid,
-                    service_id=service.spec.id,
-                    rule_id=fired.rule.id,
-                    rule_version=fired.rule.version,
-                    hook=request.hook,
-                    hook_instance=request.hook_instance,
-                    indicator=card.indicator,
-                    patient_key=hashed_patient,
-                    shown_at=now,
-                )
-                for card, fired in zip(cards, evaluation.fired, strict=True)
-            ],
-        )
+        shown = [
+            ShownCard(
+                card_uuid=card.uuid,
+                service_id=service.spec.id,
+                rule_id=fired.rule.id,
+                rule_version=fired.rule.version,
+                hook=request.hook,
+                hook_instance=request.hook_instance,
+                indicator=card.indicator,
+                patient_key=hashed_patient,
+                shown_at=now,
+            )
+            for card, fired in zip(cards, evaluation.fired, strict=True)
+        ]
+        if isinstance(store, CallStore):  # written just after the response
+            store.record_cards(shown)
+        else:
+            await asyncio.to_thread(store.record_cards, shown)
     return CallResult(
         response=CdsResponse(cards=cards),
         fired=evaluation.fired,

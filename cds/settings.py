@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     suppression_days: int = Field(
         30, description="Days a card overridden as 'already addressed' stays hidden."
     )
+    suppression_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often each process re-reads suppressing feedback given elsewhere.",
+    )
     patient_hash_key: str = Field(
         "change-me", description="Key for the keyed hash of patient ids in the card log."
     )

@@ -121,7 +121,7 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
             settings=runtime.settings,
             http=runtime.http,
             now=datetime.now(UTC),
-            store=runtime.store,
+            store=runtime.call_store or runtime.store,
         )
         status = 200
         fields.update(
@@ -163,9 +163,10 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     except ValidationError as exc:
         raise validation_message(exc, "feedback") from None
     stored = 0
-    if runtime.store is not None:
+    store = runtime.call_store or runtime.store
+    if store is not None:
         stored = await asyncio.to_thread(
-            runtime.store.save_feedback, service_id, feedback.feedback, datetime.now(UTC)
+            store.save_feedback, service_id, feedback.feedback, datetime.now(UTC)
         )
     log_call(
         event="feedback", service=service_id, items=len(feedback.feedback), new=stored, status=200

@@ -1,0 +1,222 @@
+"""The hook call path's front to the database: no database round trip while an EHR waits.
+
+- **Suppression** ("already addressed" overrides) is answered from an in-memory index of the
+  suppressing feedback. It is loaded at start, refreshed from the database every
+  ``CDS_SUPPRESSION_REFRESH_SECONDS`` (so feedback given through another worker or replica
+  takes effect within that delay) and updated at once by feedback given through this process.
+- **Shown cards** are queued and written by one background thread in batches, just after the
+  response instead of before it. A crash can lose the last moments of the card log; feedback
+  is still committed before its 2xx, and pending cards are written before any feedback is, so
+  feedback always finds the card it is about.
+
+Everything else (feedback, readiness, analytics) goes to the :class:`~cds.db.SqlStore` as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cds.calllog import logger
+from cds.hooks import FeedbackItem
+from cds.store import ShownCard
+
+if TYPE_CHECKING:
+    from cds.db import SqlStore
+
+__all__ = ["CallStore"]
+
+# Feedback rows are re-read this long after they were received, so a row whose card reached
+# the database late, or whose replica's clock runs a little behind, is still picked up.
+_REREAD_SECONDS = 120.0
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CallStore:
+    """Implements :class:`~cds.store.Store` over a :class:`~cds.db.SqlStore`; start, then close."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        window_days: int,
+        refresh_seconds: float,
+        batch_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.window = timedelta(days=window_days)
+        self.refresh_seconds = refresh_seconds
+        self.batch_size = batch_size
+        self._suppressions: dict[str, dict[str, datetime]] = {}  # patient key -> rule -> latest
+        self._queue: deque[ShownCard] = deque()
+        self._queued = 0  # cards ever queued, and ever handled (written or dropped)
+        self._handled = 0
+        self._condition = threading.Condition()
+        self._refresh_lock = threading.Lock()
+        self._read_since: datetime | None = None
+        self._next_refresh = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the suppression index (failures are logged, not fatal) and start the writer."""
+        self._refresh_logged()
+        self._thread = threading.Thread(target=self._run, name="cds-call-store", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer. The wrapped store is closed by its owner."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self._write_pending()
+
+    # --- the Store protocol -------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self.store.ping()
+
+    def suppressed_rules(
+        self, patient_key: str, rule_ids: Collection[str], since: datetime
+    ) -> set[str]:
+        """From memory: safe to call on the event loop."""
+        latest = self._suppressions.get(patient_key)
+        if not latest:
+            return set()
+        return {
+            rule for rule in rule_ids if (when := latest.get(rule)) is not None and when >= since
+        }
+
+    def record_cards(self, cards: Sequence[ShownCard]) -> None:
+        """Queue for the writer thread: safe to call on the event loop."""
+        if not cards:
+            return
+        with self._condition:
+            self._queue.extend(cards)
+            self._queued += len(cards)
+            self._condition.notify_all()
+
+    def save_feedback(
+        self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
+    ) -> int:
+        """Blocking: queued cards first, then the feedback, then the suppression index."""
+        self.flush()
+        stored = self.store.save_feedback(service_id, items, received_at)
+        self.refresh()
+        return stored
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every card queued before this call has been handled (not on the loop)."""
+        with self._condition:
+            target = self._queued
+            self._condition.notify_all()
+            if self._thread is None or not self._thread.is_alive():
+                waited = False
+            else:
+                waited = self._condition.wait_for(lambda: self._handled >= target, timeout)
+        if not waited:
+            self._write_pending()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(
+                    lambda: self._queue or self._stopping or time.monotonic() >= self._next_refresh,
+                    timeout=max(0.0, self._next_refresh - time.monotonic()),
+                )
+                if self._stopping and not self._queue:
+                    return
+            self._write_pending()
+            if time.monotonic() >= self._next_refresh:
+                self._refresh_logged()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._condition:
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
+                ]
+            if not batch:
+                return
+            try:
+                self.store.record_cards(batch)
+            except Exception as exc:  # the database is down: log the loss, keep serving
+                logger.error(
+                    "card log write failed",
+                    extra={"fields": {"error": type(exc).__name__, "cards": len(batch)}},
+                )
+            with self._condition:
+                self._handled += len(batch)
+                self._condition.notify_all()
+
+    # --- the suppression index ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read suppressing feedback received since the last read (blocking; not on the loop)."""
+        from sqlalchemy import func, select
+
+        from cds.db import feedback, shown_cards
+
+        with self._refresh_lock:
+            started = datetime.now(UTC)
+            self._next_refresh = time.monotonic() + self.refresh_seconds
+            reasons = sorted(self.store.suppressing_reasons)
+            if not reasons:
+                self._read_since = started
+                return
+            window_start = started - self.window
+            query = (
+                select(
+                    shown_cards.c.patient_key,
+                    shown_cards.c.rule_id,
+                    func.max(feedback.c.outcome_at),
+                )
+                .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
+                .where(
+                    shown_cards.c.patient_key.is_not(None),
+                    feedback.c.outcome == "overridden",
+                    feedback.c.override_code.in_(reasons),
+                    feedback.c.outcome_at >= window_start,
+                )
+                .group_by(shown_cards.c.patient_key, shown_cards.c.rule_id)
+            )
+            if self._read_since is not None:
+                query = query.where(
+                    feedback.c.received_at >= self._read_since - timedelta(seconds=_REREAD_SECONDS)
+                )
+            with self.store.engine.connect() as connection:
+                rows = connection.execute(query).all()
+            fresh: dict[str, dict[str, datetime]] = {
+                key: dict(rules)
+                for key, rules in self._suppressions.items()
+                if any(when >= window_start for when in rules.values())
+            }
+            for patient_key, rule_id, outcome_at in rows:
+                when = _utc(outcome_at)
+                rules = fresh.setdefault(patient_key, {})
+                if rules.get(rule_id) is None or when > rules[rule_id]:
+                    rules[rule_id] = when
+            self._suppressions = fresh
+            self._read_since = started
+
+    def _refresh_logged(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # keep the last index; the next refresh tries again
+            logger.error(
+                "suppression refresh failed", extra={"fields": {"error": type(exc).__name__}}
+            )

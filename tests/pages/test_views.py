@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cds.errors import BadRequest, PayloadTooLarge
-from cds.knowledge import Knowledge
+from cds.knowledge import Knowledge, Service
 from cds.logic import Node
 from cds.pages.analytics_view import parse_window
 from cds.pages.charts import grouped_bar_chart
@@ -17,7 +21,10 @@ from cds.pages.draft_orders import DRAFT_ORDERS, draft_medication_request
 from cds.pages.examples import SYNTHEA_GROUP, example_catalogue
 from cds.pages.logic_words import Phrase, logic_phrases, node_phrase, valuesets_of_rule
 from cds.pages.markdown import render_markdown
-from cds.pages.preview import parse_upload, patient_banner
+from cds.pages.preview import parse_upload, patient_banner, preview_resources
+from cds.prefetch_plan import plan_prefetch
+from cds.rules import ServiceSpec
+from cds.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -190,3 +197,37 @@ def test_catalogue_lists_synthea_patients(knowledge: Knowledge, shared_dir: Path
     assert "born" in first.title
     resources = first.load()
     assert any(r.get("resourceType") == "Patient" for r in resources)
+
+
+def test_order_hook_preview_sends_the_draft_order(knowledge: Knowledge) -> None:
+    """With a service on order-select, the chosen draft order reaches it in context.draftOrders."""
+    rule = knowledge.rules["bone-pain-after-breast-cancer"]
+    spec = ServiceSpec(
+        id="order-test", hook="order-select", title="t", description="d", rules=(rule.id,)
+    )
+    plan = plan_prefetch("order-select", [rule], knowledge.definitions, knowledge.valuesets)
+    with_orders = dataclasses.replace(
+        knowledge, services={"order-test": Service(spec=spec, rules=(rule,), prefetch=plan)}
+    )
+    resources = [{"resourceType": "Patient", "id": "p1", "gender": "female"}]
+
+    async def run(order: str | None) -> Any:
+        return await preview_resources(
+            resources,
+            hook="order-select",
+            draft_order=DRAFT_ORDERS[order] if order else None,
+            knowledge=with_orders,
+            settings=Settings(require_jwt=False),
+            store=None,
+            now=datetime(2026, 6, 1, tzinfo=UTC),
+        )
+
+    result = asyncio.run(run("olaparib"))
+    (service_run,) = result.runs
+    assert service_run.error is None
+    request = json.loads(service_run.request_json)
+    (entry,) = request["context"]["draftOrders"]["entry"]
+    assert entry["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "1597582"
+    assert request["context"]["selections"] == ["MedicationRequest/draft-olaparib"]
+    with pytest.raises(BadRequest, match="pick a draft order"):
+        asyncio.run(run(None))

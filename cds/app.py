@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds.api import analytics_routes, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
@@ -22,7 +25,7 @@ from cds.db import SqlStore, open_store
 from cds.errors import RequestError
 from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
-from cds.metrics import fhir_timing_hooks
+from cds.metrics import MeasuredTransport
 from cds.outcome import operation_outcome
 from cds.runtime import Runtime
 from cds.settings import Settings
@@ -60,11 +63,13 @@ def create_app(
                 refresh_seconds=settings.suppression_refresh_seconds,
             )
             runtime.call_store.start()
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        )
         runtime.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            transport=MeasuredTransport(transport, runtime.metrics),
             follow_redirects=False,
-            event_hooks=fhir_timing_hooks(runtime.metrics),
         )
         jwks_http: httpx.AsyncClient | None = None
         if trusted is not None:
@@ -99,6 +104,7 @@ def create_app(
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)
         app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
+    app.add_middleware(_ContainUnexpectedErrors)  # inside CORS: a 500 keeps its CORS headers
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -109,6 +115,43 @@ def create_app(
         )
     _install_error_handlers(app)
     return app
+
+
+class _ContainUnexpectedErrors:
+    """An unexpected exception becomes a 500 OperationOutcome here, and goes no further.
+
+    Starlette's last-resort handler re-raises after answering so that the server logs the
+    traceback, and exception messages can carry request data (patient ids, resource content).
+    Here only the exception's class and where it was raised are logged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as exc:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{Path(frame.filename).name}:{frame.lineno}"
+            logger.error(
+                "unhandled error", extra={"fields": {"error": type(exc).__name__, "where": where}}
+            )
+            if not started:
+                response = FhirJSONResponse(
+                    operation_outcome("internal error", code="exception"), status_code=500
+                )
+                await response(scope, receive, send)
 
 
 def _verifier(

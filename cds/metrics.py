@@ -9,22 +9,23 @@ Each app owns its registry, so several apps in one process (tests) do not collid
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-__all__ = ["CONTENT_TYPE", "Metrics", "fhir_timing_hooks"]
+__all__ = ["CONTENT_TYPE", "MeasuredTransport", "Metrics"]
 
-CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+# The classic text format every scraper understands (what prometheus-client's own server sends).
+CONTENT_TYPE: str = CONTENT_TYPE_PLAIN_0_0_4
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series are noise
 
@@ -56,13 +57,19 @@ class Metrics:
         )
         self.fhir_latency = Histogram(
             "cds_fhir_request_duration_seconds",
-            "Time until the FHIR server's response headers, per HTTP request we make to it.",
+            "Time until the FHIR server's response headers (or failure), per HTTP request.",
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.fhir_requests = Counter(
+            "cds_fhir_requests",
+            "HTTP requests to FHIR servers by outcome: 2xx..5xx, timeout, cancelled or network.",
+            ["outcome"],
             registry=self.registry,
         )
         self.fhir_errors = Counter(
             "cds_fhir_fetch_errors",
-            "Prefetch keys the FHIR server could not give us, by kind of failure.",
+            "Prefetch keys the FHIR server could not give us in answered calls, by kind.",
             ["kind"],
             registry=self.registry,
         )
@@ -86,15 +93,30 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def fhir_timing_hooks(metrics: Metrics) -> dict[str, list[Callable[..., Awaitable[None]]]]:
-    """httpx event hooks that time each request to a FHIR server (to its response headers)."""
+class MeasuredTransport(httpx.AsyncBaseTransport):
+    """Wraps the FHIR client's transport: times every request and counts how it ended, also
+    for calls that end in 412 (whose per-key errors never reach a call result)."""
 
-    async def on_request(request: httpx.Request) -> None:
-        request.extensions["cds_started"] = time.perf_counter()
+    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
 
-    async def on_response(response: httpx.Response) -> None:
-        started = response.request.extensions.get("cds_started")
-        if isinstance(started, float):
-            metrics.fhir_latency.observe(time.perf_counter() - started)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        outcome = "network"
+        try:
+            response = await self._inner.handle_async_request(request)
+            outcome = f"{response.status_code // 100}xx"
+            return response
+        except httpx.TimeoutException:
+            outcome = "timeout"
+            raise
+        except asyncio.CancelledError:  # the call's FHIR time budget ran out
+            outcome = "cancelled"
+            raise
+        finally:
+            self._metrics.fhir_latency.observe(time.perf_counter() - started)
+            self._metrics.fhir_requests.labels(outcome).inc()
 
-    return {"request": [on_request], "response": [on_response]}
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,32 @@
+"""The annotated rule in the README is the real rule (what it does, not its wording)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from cds.knowledge import Knowledge
+from cds.rules import Rule
+from tests.conftest import REPO
+
+
+def _readme_rule() -> Rule:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### A rule, annotated", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block, "the README's annotated rule is missing"
+    return Rule.model_validate(yaml.safe_load(block.group(1)))
+
+
+def test_readme_example_is_a_valid_rule_matching_the_file(knowledge: Knowledge) -> None:
+    example = _readme_rule()
+    real = knowledge.rules[example.id]
+    assert example.logic == real.logic
+    assert example.hooks == real.hooks
+    assert example.status == real.status
+    assert example.source.section == real.source.section
+    assert example.card == real.card
+    assert example.override_reasons == real.override_reasons
+    assert example.suggestions[0] == real.suggestions[0]
+    assert example.version == real.version, "bump the version in the README example too"

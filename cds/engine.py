@@ -145,8 +145,10 @@ class _Evaluator:
         if node.ref is not None:
             target = self.knowledge.definitions[node.ref]
             result = self.node(target)
+            if not result.holds:
+                return result
             fact = target.fact()
-            if result.holds and fact is not None and fact[1].label is None:
+            if fact is not None and fact[1].label is None:
                 # A one-fact definition is named by its description in explanations.
                 label = self._label(node)
                 return _Result(True, tuple((label, item) for _, item in result.items))
@@ -180,8 +182,10 @@ class _Evaluator:
         assert fact is not None  # the schema guarantees exactly one field
         kind, query = fact
         items = self._fact(kind, query)
+        if not items:
+            return _FALSE
         label = self._label(node)
-        return _Result(bool(items), tuple((label, item) for item in items))
+        return _Result(True, tuple((label, item) for item in items))
 
     def _label(self, node: Node) -> str:
         if node.ref is not None:
@@ -216,6 +220,8 @@ class _Evaluator:
         else:
             candidates = self.record.all_of(kind)
         items = [item for item in candidates if _status_ok(kind, query, item)]
+        if not items:  # nothing for the filters below to keep (the usual case)
+            return items
         if query.within is not None:
             since = self.now - parse_duration(query.within)
             items = [i for i in items if i.date is not None and i.date >= since]
@@ -236,8 +242,8 @@ class _Evaluator:
                 if anchor is None
                 else [i for i in items if i.date is not None and i.date < anchor]
             )
-        if query.component is not None:
-            items = [i for i in items if self._component_ok(i, query)]
+        if query.component_tests():
+            items = [i for i in items if self._components_ok(i, query)]
         if query.latest and items:
             items = [max(items, key=_date_key)]
         if query.value is not None:
@@ -264,16 +270,18 @@ class _Evaluator:
             return _concept_in(concept, self.knowledge.valuesets[test.valueset])
         return _number_ok(resource.get("valueQuantity"), test)
 
-    def _component_ok(self, item: Item, query: FactQuery) -> bool:
-        test = query.component
-        assert test is not None
-        valueset = self.knowledge.valuesets[test.valueset]
-        for component in _listed(item.resource.get("component")):
-            if not isinstance(component, dict) or not _concept_in(component.get("code"), valueset):
-                continue
-            if test.value is None or self._value_ok(component, test.value):
-                return True
-        return False
+    def _components_ok(self, item: Item, query: FactQuery) -> bool:
+        """Every component test is met by some component of this one observation."""
+        components = [c for c in _listed(item.resource.get("component")) if isinstance(c, dict)]
+        for test in query.component_tests():
+            valueset = self.knowledge.valuesets[test.valueset]
+            if not any(
+                _concept_in(component.get("code"), valueset)
+                and (test.value is None or self._value_ok(component, test.value))
+                for component in components
+            ):
+                return False
+        return True
 
     def _trend(self, items: Sequence[Item], query: FactQuery) -> list[Item]:
         trend = query.trend

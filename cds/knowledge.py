@@ -80,15 +80,7 @@ class Knowledge:
                 if fact is not None:
                     query = fact[1]
                     names += [a.name for a in (query.after, query.before) if a is not None]
-                    component = query.component
-                    for vs in (
-                        query.valueset,
-                        query.value.valueset if query.value else None,
-                        component.valueset if component else None,
-                        component.value.valueset if component and component.value else None,
-                    ):
-                        if vs is not None:
-                            valuesets.add(vs)
+                    valuesets.update(query.valuesets())
                 for name in names:
                     if name not in reached and name in self.definitions:
                         reached.add(name)
@@ -532,21 +524,14 @@ def _check_references(
                     f"{where}.{kind}.status: only condition and medication facts take a status "
                     "(other kinds always apply their fixed filter)",
                 )
-            for vs in (
-                query.valueset,
-                query.value.valueset if query.value else None,
-                query.component.valueset if query.component else None,
-                query.component.value.valueset
-                if query.component and query.component.value
-                else None,
-            ):
-                if vs is not None and vs not in valuesets:
+            for vs in query.valuesets():
+                if vs not in valuesets:
                     problems.add(path, f"{where}: unknown value set {vs!r}")
             for anchor in (query.after, query.before):
                 if anchor is not None and anchor.name not in definitions:
                     problems.add(path, f"{where}: anchor names unknown definition {anchor.name!r}")
             if (
-                query.value or query.interpretation or query.component or query.trend
+                query.value or query.interpretation or query.component_tests() or query.trend
             ) and kind != "observation":
                 problems.add(
                     path,

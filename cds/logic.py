@@ -125,6 +125,9 @@ class FactQuery(_Schema):
     value: ValueTest | None = None
     interpretation: tuple[str, ...] | None = None
     component: ComponentTest | None = None
+    components: tuple[ComponentTest, ...] = Field(
+        (), description="Components that must all be present, on the same observation"
+    )
     count: CountTest | None = None
     trend: TrendTest | None = None
 
@@ -137,6 +140,17 @@ class FactQuery(_Schema):
         if self.latest and (self.count is not None or self.trend is not None):
             raise ValueError("'latest' keeps one result, so it cannot combine with count or trend")
         return self
+
+    def component_tests(self) -> tuple[ComponentTest, ...]:
+        """``component`` and ``components`` together: all must hold on one observation."""
+        return ((self.component,) if self.component else ()) + self.components
+
+    def valuesets(self) -> list[str]:
+        """Every value set the query reads: its own, its value's and its components'."""
+        found = [self.valueset, self.value.valueset if self.value else None]
+        for test in self.component_tests():
+            found += [test.valueset, test.value.valueset if test.value else None]
+        return [vs for vs in found if vs is not None]
 
 
 class PatientQuery(_Schema):

@@ -73,10 +73,10 @@ def _fact(kind: str, query: FactQuery, definitions: Mapping[str, Definition]) ->
         filters.append(_anchor(query.after, definitions, "on or after"))
     if query.before:
         filters.append(_anchor(query.before, definitions, "before"))
-    if query.component:
-        component = f"with a component in value set {query.component.valueset}"
-        if query.component.value:
-            component += f" whose {_value(query.component.value)}"
+    for test in query.component_tests():
+        component = f"with a component in value set {test.valueset}"
+        if test.value:
+            component += f" whose {_value(test.value)}"
         filters.append(component)
     if query.latest:
         filters.append("taking only the most recent one")

@@ -60,7 +60,7 @@ def _rule_nodes(knowledge: Knowledge, rule: Rule) -> list[Node]:
 
 
 def _has_edge(query: FactQuery) -> bool:
-    numeric = [query.value, query.component.value if query.component else None]
+    numeric = [query.value, *(test.value for test in query.component_tests())]
     return bool(
         query.within
         or query.older_than
@@ -186,18 +186,7 @@ def _valuesets_used(knowledge: Knowledge) -> set[str]:
         fact = node.fact()
         if fact is None:
             continue
-        query = fact[1]
-        component = query.component
-        used.update(
-            vs
-            for vs in (
-                query.valueset,
-                query.value.valueset if query.value else None,
-                component.valueset if component else None,
-                component.value.valueset if component and component.value else None,
-            )
-            if vs
-        )
+        used.update(fact[1].valuesets())
     pending = list(used)
     while pending:  # value sets pulled in by `include`
         for included in knowledge.valueset_files[pending.pop()].include:

@@ -225,6 +225,51 @@ def test_component_with_a_value(kb: Knowledge) -> None:
     assert _fires(kb, present, [_bp("bp", 100)])
 
 
+def _variant(rid: str, gene: str, significance: str) -> dict[str, Any]:
+    def part(code: str, answer: str) -> dict[str, Any]:
+        return {
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": answer}]},
+        }
+
+    # the test tree reuses "systolic" (8480-6) as the gene component and "blood-pressure"
+    # (85354-9) as the report code; "negative" (260385009) stands for the answer checked
+    return observation(
+        rid, "85354-9", "2026-05-01", component=[part("8480-6", gene), part("8462-4", significance)]
+    )
+
+
+def test_components_must_all_hold_on_the_same_observation(kb: Knowledge) -> None:
+    query = {
+        "valueset": "blood-pressure",
+        "components": [
+            {"valueset": "systolic", "value": {"valueset": "negative"}},
+            {"valueset": "blood-pressure", "value": {"valueset": "negative"}},
+        ],
+    }
+    # the second test needs a component coded 85354-9: absent from _variant's components
+    assert not _fires(kb, query, [_variant("v", "260385009", "260385009")])
+    one = {
+        "valueset": "blood-pressure",
+        "component": {"valueset": "systolic", "value": {"valueset": "negative"}},
+        "components": [{"valueset": "systolic"}],
+    }
+    assert _fires(kb, one, [_variant("v", "260385009", "1")])
+    assert not _fires(kb, one, [_variant("v", "1", "260385009")])
+
+
+def test_components_split_over_two_observations_do_not_count(kb: Knowledge) -> None:
+    both = {
+        "valueset": "blood-pressure",
+        "components": [
+            {"valueset": "systolic", "value": {"gte": 140}},
+            {"valueset": "systolic", "value": {"lt": 150}},
+        ],
+    }
+    assert _fires(kb, both, [_bp("bp", 145)])
+    assert not _fires(kb, both, [_bp("high", 155), _bp("low", 100)])
+
+
 def _weight(rid: str, kg: float, date: str) -> dict[str, Any]:
     return observation(rid, "29463-7", date, valueQuantity=quantity(kg, "kg"))
 

@@ -118,6 +118,15 @@ def test_a_logic_node_with_two_kinds_is_refused(tmp_path: Path) -> None:
             {"observation": {"valueset": "blood-pressure", "component": {"valueset": "bone-pian"}}},
         ),
         ("logic.inclusion.1", {"not": {"any": [{"condition": {"valueset": "bone-pian"}}]}}),
+        (
+            "logic.inclusion.1",
+            {
+                "observation": {
+                    "valueset": "blood-pressure",
+                    "components": [{"valueset": "systolic"}, {"valueset": "bone-pian"}],
+                }
+            },
+        ),
     ],
 )
 def test_unknown_value_set(tmp_path: Path, path: str, node: dict[str, Any]) -> None:

@@ -81,6 +81,21 @@ def test_durations(duration: str, text: str) -> None:
             },
             ["at least 5% below the highest in the last 6 months"],
         ),
+        (
+            {
+                "observation": {
+                    "valueset": "report",
+                    "components": [
+                        {"valueset": "gene", "value": {"valueset": "brca"}},
+                        {"valueset": "significance"},
+                    ],
+                }
+            },
+            [
+                "with a component in value set gene whose coded answer in value set brca",
+                "with a component in value set significance",
+            ],
+        ),
         ({"medication": {"valueset": "tam", "status": "current"}}, ["a medication", "current"]),
         ({"research-subject": {}}, ["enrolment in a research study"]),
         ({"draft-order": {"valueset": "parp"}}, ["a draft order being placed in value set parp"]),

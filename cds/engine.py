@@ -15,6 +15,7 @@ from typing import Any
 from cds.fhirtime import parse_duration
 from cds.knowledge import Knowledge
 from cds.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest
+from cds.logic_text import describe_node
 from cds.record import Item, PatientRecord
 from cds.rules import Rule
 from cds.terminology import V3_INTERPRETATION, canonical_system, normalize_code
@@ -175,7 +176,7 @@ class _Evaluator:
             inner = self.node(node.not_)
             if inner.holds:
                 return _FALSE
-            return _Result(True, (), (f"No {self._label(node.not_)} on record",))
+            return _Result(True, (), (self._absent(node.not_),))
         if node.patient is not None:
             return _Result(self._patient(node.patient))
         fact = node.fact()
@@ -186,6 +187,12 @@ class _Evaluator:
             return _FALSE
         label = self._label(node)
         return _Result(True, tuple((label, item) for item in items))
+
+    def _absent(self, node: Node) -> str:
+        """The explanation line for a ``not`` that held."""
+        if node.ref is not None or node.fact() is not None:
+            return f"No {self._label(node)} on record"
+        return f"Not on record: {describe_node(node, self.knowledge.definition_docs)}"
 
     def _label(self, node: Node) -> str:
         if node.ref is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["parse_duration", "parse_fhir_datetime", "resource_date"]
@@ -34,6 +35,7 @@ def parse_fhir_datetime(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+@lru_cache(maxsize=256)
 def parse_duration(text: str) -> timedelta:
     """Parse the ISO 8601 durations rules use (``P90D``, ``P12M``, ``P1Y``, ``P2W``).
 

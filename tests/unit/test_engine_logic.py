@@ -65,6 +65,16 @@ def test_not_holds_when_absent_and_says_what_was_missing(kb: Knowledge) -> None:
     assert fired(kb, rule, [breast_cancer(), BONE_MET]) is None
 
 
+def test_not_of_a_combination_is_explained_in_words(kb: Knowledge) -> None:
+    rule = make_rule([BC, {"not": {"any": [MET, PAIN]}}])
+    result = fired(kb, rule, [breast_cancer()])
+    assert result is not None
+    assert result.absent == (
+        "Not on record: any of (known bone metastasis [known-bone-metastasis]; "
+        "a condition in value set bone-pain)",
+    )
+
+
 def test_nested_combinations(kb: Knowledge) -> None:
     node = {"all": [BC, {"any": [PAIN, {"not": {"any": [MET, PAIN]}}]}]}
     assert _fires(kb, node, [breast_cancer()])  # nothing of either: the inner not holds

@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Development defaults: any browser origin, and the public CDS Hooks Sandbox as a trusted client.
 run: $(STAMP)
-	CDS_CORS_ORIGINS="$${CDS_CORS_ORIGINS-*}" $(BIN)/cds serve --host $(HOST) --port $(PORT)
+	CDS_CORS_ORIGINS="$${CDS_CORS_ORIGINS-*}" \
+	CDS_TRUSTED_CLIENTS_FILE="$${CDS_TRUSTED_CLIENTS_FILE-examples/trusted-clients.sandbox.yaml}" \
+	$(BIN)/cds serve --host $(HOST) --port $(PORT)
 
 test: lint typecheck pytest
 

@@ -13,6 +13,8 @@ import jwt
 import pytest
 
 from cds.jwks_cache import parse_jwk_set
+from cds.trusted_clients import load_trusted_clients
+from tests.conftest import REPO
 from tests.trust.conftest import (
     PATIENT_VIEW_SERVICE,
     new_ec_key,
@@ -88,3 +90,15 @@ def test_a_token_of_the_sandbox_shape_signed_by_a_test_key_is_accepted(
     )
     assert response.status_code == 200
     assert rejections(client) == {}
+
+
+def test_the_development_clients_file_holds_the_published_sandbox_key(shared_dir: Path) -> None:
+    clients = load_trusted_clients(REPO / "examples" / "trusted-clients.sandbox.yaml")
+    sandbox = clients["https://sandbox.cds-hooks.org"]
+    published = parse_jwk_set(captured(shared_dir, "sandbox-public-jwks.json"))
+    assert sandbox.inline_keys.keys() == published.keys()
+    for kid, key in published.items():
+        ours = sandbox.inline_keys[kid].public_key
+        assert ours.public_numbers() == key.public_key.public_numbers()
+    meta = captured(shared_dir, "patient-view-request-http-meta.json")
+    assert meta["jwt_header"]["jku"] in sandbox.allowed_jku

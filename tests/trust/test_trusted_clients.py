@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jwt.algorithms import RSAAlgorithm
 
 from cds.errors import ConfigurationError
 from cds.trusted_clients import load_trusted_clients, parse_trusted_clients
+from tests.conftest import REPO
 from tests.trust.conftest import KeyPair, new_rsa_key, write_clients
 
 
@@ -112,3 +114,12 @@ def test_loopback_http_key_urls_are_allowed_for_local_clients() -> None:
         {"clients": [{"iss": "local", "jwks_url": "http://127.0.0.1:9999/jwks.json"}]}, "x"
     )
     assert clients["local"].jwks_url == "http://127.0.0.1:9999/jwks.json"
+
+
+def test_the_readme_example_is_a_valid_file() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Connecting an EHR", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    clients = parse_trusted_clients(yaml.safe_load(example), "README.md")
+    assert set(clients) == {"https://ehr.hospital.example", "https://clinic-ehr.example"}
+    assert clients["https://clinic-ehr.example"].algorithms >= {"RS256", "ES256"}

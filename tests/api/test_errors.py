@@ -192,14 +192,20 @@ def test_no_prefetch_and_no_fhir_server_is_412(api: TestClient) -> None:
     )
 
 
-def test_missing_optional_keys_with_no_rule_left_is_412(api: TestClient) -> None:
+def test_missing_optional_keys_with_no_rule_left_is_412(
+    api: TestClient, every_hook_knowledge: Knowledge
+) -> None:
     body = _body(prefetch={"patient": {"resourceType": "Patient", "id": SECRET_PATIENT}})
+    optional = sorted(
+        key.name for key in every_hook_knowledge.services[PV].prefetch.keys if not key.required
+    )
+    assert optional
     assert_outcome(
         _post(api, f"/cds-services/{PV}", body),
         412,
         "incomplete",
         says="no rule can run",
-        expression=["prefetch.conditions"],
+        expression=[f"prefetch.{name}" for name in optional],
     )
 
 
@@ -213,11 +219,14 @@ def test_plain_http_fhir_server_is_refused_with_412(api: TestClient) -> None:
     assert "tok" not in issue["diagnostics"]
 
 
-def test_null_prefetch_means_no_data_not_412(api: TestClient) -> None:
-    body = _body(
-        prefetch={"patient": {"resourceType": "Patient", "id": SECRET_PATIENT}, "conditions": None}
-    )
-    response = _post(api, f"/cds-services/{PV}", body)
+def test_null_prefetch_means_no_data_not_412(
+    api: TestClient, every_hook_knowledge: Knowledge
+) -> None:
+    prefetch: dict[str, Any] = {
+        key.name: None for key in every_hook_knowledge.services[PV].prefetch.keys
+    }
+    prefetch["patient"] = {"resourceType": "Patient", "id": SECRET_PATIENT}
+    response = _post(api, f"/cds-services/{PV}", _body(prefetch=prefetch))
     assert response.status_code == 200, response.text
     assert response.json() == {"cards": []}
 
@@ -341,6 +350,29 @@ def test_internal_error_is_500_without_stack_trace(broken_api: TestClient) -> No
     assert "connection lost" not in issue["diagnostics"]
     # and the server keeps answering
     assert broken_api.get("/healthz").status_code == 200
+
+
+def test_unexpected_error_stops_at_the_app_and_is_logged_without_its_message(
+    settings: Settings, every_hook_knowledge: Knowledge
+) -> None:
+    """Nothing reaches the server (which would log the traceback and the message)."""
+    app = create_app(settings, knowledge=every_hook_knowledge, store=FailingStore())
+    capture = _Capture()  # after create_app, which sets up the logger's handlers
+    logger = logging.getLogger("cds")
+    logger.addHandler(capture)
+    try:
+        with TestClient(app, raise_server_exceptions=True) as client:
+            response = _post(client, f"/cds-services/{PV}", _body(prefetch=_full_prefetch()))
+    finally:
+        logger.removeHandler(capture)
+    assert_outcome(response, 500, "exception", says="internal error")
+    errors = [r for r in capture.records if r.getMessage() == "unhandled error"]
+    assert len(errors) == 1
+    fields = errors[0].fields  # type: ignore[attr-defined]
+    assert fields["error"] == "RuntimeError"
+    assert fields["where"].startswith("test_errors.py:")
+    assert errors[0].exc_info is None
+    assert SECRET_PATIENT not in json.dumps(fields)
 
 
 def test_feedback_store_failure_is_500_without_detail(broken_api: TestClient) -> None:

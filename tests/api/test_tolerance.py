@@ -19,6 +19,12 @@ def _call(client: TestClient, knowledge: Knowledge, hook: str, **body: Any) -> A
     return client.post(f"/cds-services/{service.spec.id}", json=payload)
 
 
+def _patient_only(knowledge: Knowledge, hook: str) -> dict[str, Any]:
+    """The patient, and ``null`` (no data) for every other key of the service."""
+    keys = service_for(knowledge, hook).prefetch.keys
+    return {key.name: None for key in keys} | {"patient": PATIENT}
+
+
 @pytest.mark.parametrize(
     "draft_orders",
     [
@@ -39,9 +45,8 @@ def test_odd_draft_orders_are_tolerated(
         "selections": ["MedicationRequest/1", 5, None],
         "draftOrders": draft_orders,
     }
-    response = _call(
-        api, every_hook_knowledge, hook, context=context, prefetch={"patient": PATIENT}
-    )
+    prefetch = _patient_only(every_hook_knowledge, hook)
+    response = _call(api, every_hook_knowledge, hook, context=context, prefetch=prefetch)
     assert response.status_code == 200, response.text
 
 
@@ -67,7 +72,7 @@ def test_odd_prefetch_values_are_tolerated(
         every_hook_knowledge,
         "patient-view",
         context={"patientId": "p1"},
-        prefetch={"patient": PATIENT, "conditions": conditions},
+        prefetch=_patient_only(every_hook_knowledge, "patient-view") | {"conditions": conditions},
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"cards": []}

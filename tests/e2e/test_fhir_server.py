@@ -353,6 +353,7 @@ def test_paging_is_followed_with_the_token(
     assert cards, "new back pain after breast cancer shows a card"
 
 
+@pytest.mark.shared
 def test_synthea_patient_fetched_without_prefetch_matches_full_prefetch(
     fhir: MedplumServer, service: httpx.Client, knowledge: Knowledge, shared_dir: Path
 ) -> None:

@@ -172,13 +172,15 @@ class ClientVerifier:
         claims = self._decode(token, key, alg, client, audiences)
         now = self._clock()
         iat = claims["iat"]
-        if not isinstance(iat, int | float) or iat > now + self.leeway:
+        if not isinstance(iat, int | float):
+            raise Unauthorized("malformed_token")
+        if iat > now + self.leeway:
             raise Unauthorized("iat_in_future")
         exp = claims["exp"]
         if exp > now + self.max_lifetime + self.leeway:
             raise Unauthorized("lifetime_too_long")
         tenant = claims.get("tenant")
-        if client.tenants and tenant not in client.tenants:
+        if client.tenants and not (isinstance(tenant, str) and tenant in client.tenants):
             raise Unauthorized("wrong_tenant")
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:

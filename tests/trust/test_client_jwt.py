@@ -143,6 +143,9 @@ def test_a_tenant_bound_client_must_name_its_tenant(
     assert discover(client, sign(ec_key, claims(DISCOVERY, tenant="south"))).status_code == 200
     response = discover(client, sign(ec_key, claims(DISCOVERY, tenant="west")))
     assert_refused(client, response, "wrong_tenant")
+    response = discover(client, sign(ec_key, claims(DISCOVERY, tenant=["north"])))
+    assert response.status_code == 401  # not a string: refused, not a server error
+    assert rejections(client) == {"wrong_tenant": 2.0}
 
 
 def test_no_token_passes_when_tokens_are_optional(client: TestClient) -> None:

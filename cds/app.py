@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cds.api import analytics_routes, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
+from cds.api.hook_fast_path import HookCallFastPath
 from cds.api.responses import FhirJSONResponse
 from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
 from cds.call_store import CallStore
@@ -32,7 +33,7 @@ from cds.settings import Settings
 from cds.store import Store
 from cds.trusted_clients import TrustedClient, configured_trusted_clients
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "request_error_response"]
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
 
@@ -101,6 +102,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(analytics_routes.router)
+    # Hook calls skip FastAPI's per-request machinery (same handler; see hook_fast_path).
+    app.add_middleware(HookCallFastPath, on_error=request_error_response)
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)
         app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
@@ -176,15 +179,20 @@ def _verifier(
     )
 
 
+def request_error_response(exc: RequestError) -> FhirJSONResponse:
+    """A client error as its HTTP answer: status and OperationOutcome."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return FhirJSONResponse(
+        operation_outcome(exc.diagnostics, code=exc.code, expression=exc.expression),
+        status_code=exc.status,
+        headers=headers,
+    )
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(_: Request, exc: RequestError) -> FhirJSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return FhirJSONResponse(
-            operation_outcome(exc.diagnostics, code=exc.code, expression=exc.expression),
-            status_code=exc.status,
-            headers=headers,
-        )
+        return request_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> FhirJSONResponse:

@@ -1,0 +1,61 @@
+"""The hook call, served without FastAPI's per-request machinery.
+
+``POST /cds-services/{id}`` is the route an EHR waits on, and FastAPI's routing, dependency
+solving and endpoint wrapping cost about as much per call as our rules do. This thin ASGI
+layer sends exactly that route to the same two functions FastAPI would call (the client
+authentication dependency and the route's handler) and everything else on to FastAPI. The
+FastAPI route stays declared, so the OpenAPI document is unchanged. Errors become responses
+through the function :mod:`cds.app` hands in, the same one its exception handler uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cds.api.client_auth import authenticate_client
+from cds.api.hooks_routes import call_service
+from cds.errors import RequestError
+
+__all__ = ["HookCallFastPath", "hook_call_service_id"]
+
+_PREFIX = "/cds-services/"
+
+
+def hook_call_service_id(scope: Scope) -> str | None:
+    """The service id when ``scope`` is a hook call (``POST /cds-services/{id}``), else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if not path.startswith(_PREFIX):
+        return None
+    service_id = path[len(_PREFIX) :]
+    if not service_id or "/" in service_id:
+        return None
+    return service_id
+
+
+class HookCallFastPath:
+    def __init__(self, app: ASGIApp, on_error: Callable[[RequestError], Response]) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service_id = hook_call_service_id(scope)
+        if service_id is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response: Response
+        try:
+            await authenticate_client(request)
+            response = await call_service(service_id, request)
+        except RequestError as exc:
+            response = self.on_error(exc)
+        await response(scope, receive, send)

@@ -1,0 +1,110 @@
+"""Hook calls are answered by the lean ASGI layer, everything else by FastAPI, alike."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from cds.api.hook_fast_path import HookCallFastPath, hook_call_service_id
+from cds.app import create_app, request_error_response
+from cds.knowledge import Knowledge
+from cds.offline import bundle_resources, request_from_resources
+from cds.scenarios import example_patients
+from cds.settings import Settings
+
+
+def _scope(method: str, path: str, root_path: str = "") -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": root_path}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "root", "expected"),
+    [
+        ("POST", "/cds-services/svc-1", "", "svc-1"),
+        ("POST", "/api/cds-services/svc-1", "/api", "svc-1"),
+        ("GET", "/cds-services/svc-1", "", None),
+        ("POST", "/cds-services", "", None),
+        ("POST", "/cds-services/", "", None),
+        ("POST", "/cds-services/svc-1/feedback", "", None),
+        ("POST", "/cds-services/svc-1/", "", None),
+        ("POST", "/preview", "", None),
+    ],
+)
+def test_only_hook_calls_take_the_fast_path(
+    method: str, path: str, root: str, expected: str | None
+) -> None:
+    assert hook_call_service_id(_scope(method, path, root)) == expected
+    assert hook_call_service_id({"type": "websocket", "path": path}) is None
+
+
+def _fast_only(settings: Settings, knowledge: Knowledge, passed_on: list[str]) -> httpx.AsyncClient:
+    """The fast path in front of an app that fails every request it is handed."""
+    app = create_app(settings, knowledge=knowledge, use_database=False)
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        passed_on.append(scope["path"])
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = HookCallFastPath(refuse, on_error=request_error_response)
+
+    async def with_app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app  # as FastAPI sets it before its middleware runs
+        await fast(scope, receive, send)
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=with_app), base_url="http://t")
+
+
+def test_hook_call_is_answered_without_fastapi(settings: Settings, knowledge: Knowledge) -> None:
+    service = knowledge.services_for("patient-view")[0]
+    scenario = next(s for s in example_patients() if s.id == "breast-cancer-new-back-pain")
+    body = request_from_resources(
+        bundle_resources(scenario.bundle), service.prefetch, hook="patient-view", hook_instance="f1"
+    )
+    passed_on: list[str] = []
+
+    async def calls() -> tuple[httpx.Response, ...]:
+        async with _fast_only(settings, knowledge, passed_on) as client:
+            return (
+                await client.post(f"/cds-services/{service.spec.id}", json=body),
+                await client.post("/cds-services/no-such-service", json=body),
+                await client.post(
+                    f"/cds-services/{service.spec.id}",
+                    content=b"{",
+                    headers={"content-type": "application/json"},
+                ),
+                await client.get("/cds-services"),
+            )
+
+    ok, unknown, bad, other = asyncio.run(calls())
+    assert ok.status_code == 200
+    codes = [card["source"]["topic"]["code"] for card in ok.json()["cards"]]
+    assert "bone-pain-after-breast-cancer" in codes
+    assert unknown.status_code == 404
+    assert unknown.json()["resourceType"] == "OperationOutcome"
+    assert bad.status_code == 400
+    assert bad.json()["issue"][0]["severity"] == "error"
+    assert other.status_code == 599
+    assert passed_on == ["/cds-services"]
+
+
+def test_missing_token_is_refused_with_a_bearer_challenge(
+    settings: Settings, knowledge: Knowledge
+) -> None:
+    app = create_app(settings, knowledge=knowledge, use_database=False)
+    app.state.runtime.settings = settings.model_copy(update={"require_jwt": True})
+    service = knowledge.services_for("patient-view")[0]
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.post(f"/cds-services/{service.spec.id}", json={})
+
+    response = asyncio.run(call())
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["resourceType"] == "OperationOutcome"

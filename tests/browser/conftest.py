@@ -1,7 +1,12 @@
 """Browser tests: a real `cds serve` on a loopback port, driven by Debian's chromium.
 
 Playwright never downloads a browser here: the session fixture ``browser_type_launch_args``
-points it at /usr/bin/chromium, and every test skips cleanly when that binary is missing.
+(pytest-playwright's, overridden) points it at /usr/bin/chromium, and every test skips cleanly
+when that binary is missing.
+
+The browser lives for one module, not the session: while Playwright's sync API is open it keeps
+an event loop running in the main thread, and ``asyncio.run`` in any test collected after this
+folder (rule cases, the CLI) would then fail.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.processes import REPO, free_port, start_cds, stop
 
@@ -74,3 +80,23 @@ def artifacts() -> Path:
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(**browser_type_launch_args)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """A fresh context per test, resolving relative URLs against the server."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -49,11 +49,13 @@ class CallStore:
         window_days: int,
         refresh_seconds: float,
         batch_size: int = 500,
+        linger_seconds: float = 0.05,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
         self.refresh_seconds = refresh_seconds
         self.batch_size = batch_size
+        self.linger_seconds = linger_seconds
         self._suppressions: dict[str, dict[str, datetime]] = {}  # patient key -> rule -> latest
         self._queue: deque[ShownCard] = deque()
         self._queued = 0  # cards ever queued, and ever handled (written or dropped)
@@ -63,6 +65,7 @@ class CallStore:
         self._read_since: datetime | None = None
         self._next_refresh = 0.0
         self._stopping = False
+        self._flush_wanted = False
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -123,6 +126,7 @@ class CallStore:
         """Block until every card queued before this call has been handled (not on the loop)."""
         with self._condition:
             target = self._queued
+            self._flush_wanted = True
             self._condition.notify_all()
             if self._thread is None or not self._thread.is_alive():
                 waited = False
@@ -140,6 +144,18 @@ class CallStore:
                 )
                 if self._stopping and not self._queue:
                     return
+                if self._queue and not self._stopping:
+                    # Let a batch gather: one write per moment rather than one per call keeps
+                    # this thread (and the GIL it takes) out of the calls' way.
+                    self._condition.wait_for(
+                        lambda: (
+                            self._stopping
+                            or self._flush_wanted
+                            or len(self._queue) >= self.batch_size
+                        ),
+                        timeout=self.linger_seconds,
+                    )
+                self._flush_wanted = False
             self._write_pending()
             if time.monotonic() >= self._next_refresh:
                 self._refresh_logged()

@@ -43,16 +43,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from cds.trusted_clients import configured_trusted_clients
 
-    _load(settings)  # fail fast, with the problems listed, before uvicorn starts
+    knowledge = _load(settings)  # fail fast, with the problems listed, before uvicorn starts
     configured_trusted_clients(settings)
     print(
         f"CDS Hooks discovery: http://{args.host}:{args.port}/cds-services",
         file=sys.stderr,
         flush=True,
     )
+    # One worker serves the knowledge just loaded; several each build their own app.
+    app: Any = "cds.app:create_app"
+    if args.workers == 1:
+        from cds.app import create_app
+
+        app = create_app(settings, knowledge=knowledge)
     uvicorn.run(
-        "cds.app:create_app",
-        factory=True,
+        app,
+        factory=args.workers != 1,
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -94,7 +94,9 @@ class FhirClient:
         """Run a read (``Patient/1``) or search (``Condition?patient=1``); all pages' resources.
 
         An absolute URL (a ``next`` link from prefetch) must be on the server's own origin.
-        Pages beyond the cap, ``next`` links to another origin and link loops are not followed.
+        A result we cannot have whole fails (``page-cap``, ``foreign-origin``): a partial list
+        could make a rule believe something is absent. A ``next`` link back to a page already
+        read ends the search (every page was read).
         """
         if not self.owns(relative):
             raise FhirServerError(
@@ -124,10 +126,18 @@ class FhirClient:
             if next_url is None:
                 return resources
             next_url = urljoin(url, next_url)
-            if not self.owns(next_url) or next_url in seen:
+            if next_url in seen:
                 return resources
+            if not self.owns(next_url):
+                raise FhirServerError(
+                    "the FHIR server's next page is on another origin; not followed",
+                    kind="foreign-origin",
+                )
             url = next_url
-        return resources
+        raise FhirServerError(
+            f"the search has more than {self._max_pages} pages (CDS_FHIR_MAX_PAGES)",
+            kind="page-cap",
+        )
 
     async def _get(self, url: str) -> dict[str, Any]:
         try:

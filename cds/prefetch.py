@@ -2,7 +2,9 @@
 
 For every key the request either
 
-- carries a value (a Bundle or a resource): use it, following ``next`` links when it is paged;
+- carries a value (a Bundle or a resource): use it; when it is paged, fetch the rest from the
+  ``next`` link, and when that cannot be done the key is unavailable (part of a list is not
+  the list: a rule could take a missing page for an absence);
 - carries ``null``: the client knows there is no data; do not fetch;
 - carries an OperationOutcome: the client's fetch failed; fetch it ourselves if we can;
 - lacks the key: the client did not try; fetch it ourselves if we can.
@@ -118,24 +120,30 @@ async def resolve_prefetch(
 ) -> ResolvedData:
     """Collect every key's resources; fetch the missing ones in parallel within the budget.
 
-    A paged prefetch Bundle keeps its first page; the rest is fetched only when the ``next``
-    link points at the request's own FHIR server (the token goes nowhere else). Queries that
-    finish within the budget are kept when others time out.
+    A paged prefetch Bundle is completed from its ``next`` link when that points at the
+    request's own FHIR server (the token goes nowhere else); otherwise the key is unavailable.
+    Queries that finish within the budget are kept when others time out.
     """
     data = ResolvedData()
     prefetch = request.prefetch or {}
     jobs: dict[str, str] = {}
+    first_pages: dict[str, list[Any]] = {}  # a paged prefetch's page, used once the rest came
     for key in plan.keys:
         query = render_template(key.template, request.context)
         if key.name in prefetch:
             kind, resources, next_url = split_prefetch_value(prefetch[key.name])
-            data.resources.extend(resources)
             if kind in ("data", "null") and next_url is None:
+                data.resources.extend(resources)
                 continue
             if kind == "data" and next_url is not None:
-                if client is not None and client.owns(next_url):
+                if client is None:
+                    data.unavailable[key.name] = f"the prefetch is paged and {no_client_reason}"
+                elif not client.owns(next_url):
+                    data.unavailable[key.name] = "the prefetch's next page is on another origin"
+                else:
+                    first_pages[key.name] = resources
                     jobs[key.name] = next_url
-                continue  # keep the first page if we cannot follow the rest
+                continue
         if query is None:
             data.unavailable[key.name] = "the template's context value is missing"
         elif client is None:
@@ -167,6 +175,7 @@ async def resolve_prefetch(
             unexpected.append(error)
         else:
             data.fetched.append(name)
+            data.resources.extend(first_pages.get(name, ()))
             data.resources.extend(task.result())
     if unexpected:  # a bug, not a FHIR server failure: let it become a 500
         raise unexpected[0]

@@ -17,7 +17,8 @@ from tests.e2e import medplum
 from tests.processes import free_port, start_cds, stop
 
 FHIR_TOKEN = "e2e-token-0123456789"
-BUDGET_SECONDS = 1.5  # CDS_FHIR_TIMEOUT_SECONDS of the service under test
+BUDGET_SECONDS = 1.5  # CDS_FHIR_TIMEOUT_SECONDS of the tight service (slow-server cases)
+ROOMY_BUDGET_SECONDS = 20.0  # of the service whose fetched answers are compared
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +45,10 @@ def fhir(medplum_server: medplum.MedplumServer) -> medplum.MedplumServer:
     return medplum_server
 
 
-@pytest.fixture(scope="session")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _serve(
+    folder: Path, budget_seconds: float, max_pages: int
+) -> tuple[subprocess.Popen[bytes], str]:
     """``cds serve`` under uvicorn on a free loopback port, with its own SQLite."""
-    folder: Path = tmp_path_factory.mktemp("cds-e2e")
     port = free_port()
     process = start_cds(
         port,
@@ -55,14 +56,32 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "CDS_DATA_DIR": str(folder / "var"),
             "CDS_DATABASE_URL": "",
             "CDS_REQUIRE_JWT": "false",
-            "CDS_FHIR_TIMEOUT_SECONDS": str(BUDGET_SECONDS),
+            "CDS_FHIR_TIMEOUT_SECONDS": str(budget_seconds),
+            "CDS_FHIR_MAX_PAGES": str(max_pages),
             "CDS_ALLOW_HTTP_FHIR": "false",
             "CDS_LOG_LEVEL": "WARNING",
         },
         log_path=folder / "cds.log",
     )
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A service with a roomy budget: what it fetches is complete, so answers can be compared."""
+    process, url = _serve(tmp_path_factory.mktemp("cds-e2e"), ROOMY_BUDGET_SECONDS, max_pages=50)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def tight_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A service with a short budget and the default page cap, for the slow-server cases."""
+    process, url = _serve(tmp_path_factory.mktemp("cds-e2e-tight"), BUDGET_SECONDS, max_pages=10)
+    try:
+        yield url
     finally:
         stop(process)
 
@@ -70,5 +89,11 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def service(service_url: str) -> Iterator[httpx.Client]:
     # The timeout is a hang guard, far above the service's own budget; never a timing check.
-    with httpx.Client(base_url=service_url, timeout=30) as client:
+    with httpx.Client(base_url=service_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def tight_service(tight_service_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=tight_service_url, timeout=30) as client:
         yield client

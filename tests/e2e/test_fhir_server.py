@@ -12,7 +12,7 @@ from __future__ import annotations
 import bz2
 import json
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -321,9 +321,8 @@ def test_derived_prefetch_queries_are_valid_medplum_searches(
 def test_generated_patients_fetched_without_prefetch_match_full_prefetch(
     fhir: MedplumServer, service: httpx.Client, knowledge: Knowledge
 ) -> None:
-    scenarios = example_patients(now=date.today())
+    scenarios = example_patients(now=datetime.now(UTC).date())
     assert scenarios
-    fhir.control(pageSize=3)  # small pages: the service must follow next links
     total_cards = 0
     for scenario in scenarios:
         loaded = fhir.load(scenario.bundle)
@@ -335,7 +334,7 @@ def test_generated_patients_fetched_without_prefetch_match_full_prefetch(
         )
         for svc in _services(knowledge):
             fhir.reset()
-            fhir.control(pageSize=3)
+            fhir.control(pageSize=10)  # small pages: the service follows next links
             total_cards += len(_same_answer_both_ways(service, fhir, svc, patient["id"]))
     assert total_cards > 0, "some generated patient shows a card"
 
@@ -389,16 +388,16 @@ def test_wrong_token_is_412(
 
 
 def test_slow_server_past_the_budget_is_412(
-    fhir: MedplumServer, service: httpx.Client, knowledge: Knowledge, loaded_patient: str
+    fhir: MedplumServer, tight_service: httpx.Client, knowledge: Knowledge, loaded_patient: str
 ) -> None:
     fhir.control(mode="slow", delayMs=int(BUDGET_SECONDS * 4000))
     svc = _services(knowledge)[0]
-    response = _call(service, svc, loaded_patient, fhir=fhir)
+    response = _call(tight_service, svc, loaded_patient, fhir=fhir)
     _outcome(response, 412, "did not answer")
 
 
 def test_one_slow_query_degrades_or_is_412(
-    fhir: MedplumServer, service: httpx.Client, knowledge: Knowledge, loaded_patient: str
+    fhir: MedplumServer, tight_service: httpx.Client, knowledge: Knowledge, loaded_patient: str
 ) -> None:
     """Only one resource type is slow: the rules that do not need it still run."""
     svc = _services(knowledge)[0]
@@ -410,7 +409,7 @@ def test_one_slow_query_degrades_or_is_412(
     fhir.control(
         mode="slow", delayMs=int(BUDGET_SECONDS * 4000), slowPaths=f"^/{slow.resource_type}$"
     )
-    response = _call(service, svc, loaded_patient, fhir=fhir)
+    response = _call(tight_service, svc, loaded_patient, fhir=fhir)
     if all(slow.name in keys for keys in svc.prefetch.rule_keys.values()):
         outcome = _outcome(response, 412, "no rule can run")
         assert f"prefetch.{slow.name}" in outcome["issue"][0]["expression"]
@@ -434,11 +433,49 @@ def test_connection_refused_is_412(service: httpx.Client, knowledge: Knowledge) 
 
 
 def test_the_service_keeps_answering_after_the_failures(
-    fhir: MedplumServer, service: httpx.Client, knowledge: Knowledge, loaded_patient: str
+    fhir: MedplumServer, tight_service: httpx.Client, knowledge: Knowledge, loaded_patient: str
 ) -> None:
     fhir.control(mode="slow", delayMs=int(BUDGET_SECONDS * 4000))
     svc = _services(knowledge)[0]
-    assert _call(service, svc, loaded_patient, fhir=fhir).status_code == 412
+    assert _call(tight_service, svc, loaded_patient, fhir=fhir).status_code == 412
     fhir.reset()
-    assert _call(service, svc, loaded_patient, fhir=fhir).status_code == 200
-    assert service.get("/healthz").status_code == 200
+    assert _call(tight_service, svc, loaded_patient, fhir=fhir).status_code == 200
+    assert tight_service.get("/healthz").status_code == 200
+
+
+def test_a_search_past_the_page_cap_is_unavailable_not_partial(
+    fhir: MedplumServer, tight_service: httpx.Client, knowledge: Knowledge
+) -> None:
+    """Eleven one-resource pages of conditions with a cap of ten: the list is not used."""
+    patient_id = "e2e-page-cap"
+    subject = {"reference": f"Patient/{patient_id}"}
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": patient_id, "gender": "female"}
+    ] + [
+        {
+            "resourceType": "Condition",
+            "id": f"{patient_id}-{n}",
+            "code": {"coding": [{"system": ICD10, "code": "R51.9"}]},
+            "subject": subject,
+        }
+        for n in range(11)
+    ]
+    fhir.load(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": r} for r in resources],
+        }
+    )
+    fhir.reset()
+    fhir.control(pageSize=1)
+    svc = _services(knowledge)[0]
+    others = {k.name: None for k in svc.prefetch.keys if k.name not in ("patient", "conditions")}
+    response = _call(tight_service, svc, patient_id, fhir=fhir, prefetch=others)
+    conditions_pages = [e for e in fhir.requests() if e["url"].startswith("/Condition")]
+    assert len(conditions_pages) == 10
+    if all("conditions" in keys for keys in svc.prefetch.rule_keys.values()):
+        outcome = _outcome(response, 412, "no rule can run")
+        assert "more than 10 pages" in outcome["issue"][0]["diagnostics"]
+    else:
+        assert response.status_code == 200, response.text

@@ -88,10 +88,18 @@ def test_relative_next_links_resolve_against_the_page() -> None:
     assert recorder.calls[1][0] == f"{BASE}/Condition?page=2"
 
 
-def test_pagination_stops_at_the_page_cap() -> None:
+def test_pagination_stops_at_the_page_cap_and_fails_the_query() -> None:
+    """Pages past the cap are not read, and a partial list is not returned as if whole."""
     recorder = Recorder(_paged(lambda n: f"{BASE}/Condition?page={n + 1}"))  # endless
-    assert _ids(_fetch(recorder, "Condition?patient=1", max_pages=4)) == ["c1", "c2", "c3", "c4"]
+    with pytest.raises(FhirServerError, match="more than 4 pages") as caught:
+        _fetch(recorder, "Condition?patient=1", max_pages=4)
+    assert caught.value.kind == "page-cap"
     assert len(recorder.calls) == 4
+
+
+def test_exactly_the_page_cap_is_enough() -> None:
+    recorder = Recorder(_paged(lambda n: f"{BASE}/Condition?page={n + 1}" if n < 4 else None))
+    assert _ids(_fetch(recorder, "Condition?patient=1", max_pages=4)) == ["c1", "c2", "c3", "c4"]
 
 
 def test_next_link_loop_is_not_followed() -> None:
@@ -111,7 +119,9 @@ def test_next_link_loop_is_not_followed() -> None:
 )
 def test_next_link_to_another_origin_is_not_followed(foreign: str) -> None:
     recorder = Recorder(_paged(lambda n: foreign if n == 1 else None))
-    assert _ids(_fetch(recorder, "Condition?patient=1")) == ["c1"]
+    with pytest.raises(FhirServerError) as caught:
+        _fetch(recorder, "Condition?patient=1")
+    assert caught.value.kind == "foreign-origin"
     assert [url for url, _ in recorder.calls] == [f"{BASE}/Condition?patient=1"]
 
 

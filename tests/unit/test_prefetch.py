@@ -254,11 +254,14 @@ def test_paged_prefetch_bundle_is_completed_from_the_server() -> None:
     assert server.auth == ["Bearer tok"]
 
 
-def test_paged_prefetch_bundle_keeps_first_page_without_server() -> None:
+def test_paged_prefetch_bundle_without_server_is_unavailable() -> None:
+    """Part of a list is not the list: a rule could take the missing page for an absence."""
     first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
     data = _resolve({"prefetch": {"patient": PATIENT, "conditions": first}}, None)
-    assert _ids(data) == ["Patient/p1", "Condition/c1"]
-    assert data.unavailable == {}
+    assert _ids(data) == ["Patient/p1"]
+    assert data.unavailable == {
+        "conditions": "the prefetch is paged and no fhirServer in the request"
+    }
 
 
 def test_paged_prefetch_next_link_to_another_origin_is_not_followed() -> None:
@@ -268,7 +271,19 @@ def test_paged_prefetch_next_link_to_another_origin_is_not_followed() -> None:
         {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
     )
     assert server.seen == []  # the token went nowhere
-    assert _ids(data) == ["Patient/p1", "Condition/c1"]
+    assert _ids(data) == ["Patient/p1"]
+    assert data.unavailable == {"conditions": "the prefetch's next page is on another origin"}
+
+
+def test_paged_prefetch_whose_rest_fails_is_unavailable_without_its_first_page() -> None:
+    server = FakeServer({})  # 404 for the next page
+    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
+    )
+    assert server.seen == ["/fhir/Condition?page=2"]
+    assert _ids(data) == ["Patient/p1"]
+    assert data.unavailable == {"conditions": "the FHIR server answered HTTP 404"}
 
 
 def test_failed_fetch_is_unavailable_with_its_kind() -> None:

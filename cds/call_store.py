@@ -49,7 +49,7 @@ class CallStore:
         window_days: int,
         refresh_seconds: float,
         batch_size: int = 500,
-        linger_seconds: float = 0.05,
+        linger_seconds: float = 0.1,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
@@ -109,7 +109,8 @@ class CallStore:
         with self._condition:
             self._queue.extend(cards)
             self._queued += len(cards)
-            self._condition.notify_all()
+            if len(self._queue) >= self.batch_size:
+                self._condition.notify_all()
 
     def save_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
@@ -137,24 +138,19 @@ class CallStore:
 
     def _run(self) -> None:
         while True:
+            # A call does not wake this thread: waking it hands it the GIL in the middle of
+            # the calls. It looks every ``linger_seconds`` and writes what gathered, at once.
             with self._condition:
                 self._condition.wait_for(
-                    lambda: self._queue or self._stopping or time.monotonic() >= self._next_refresh,
-                    timeout=max(0.0, self._next_refresh - time.monotonic()),
+                    lambda: (
+                        self._stopping or self._flush_wanted or len(self._queue) >= self.batch_size
+                    ),
+                    timeout=max(
+                        0.0, min(self.linger_seconds, self._next_refresh - time.monotonic())
+                    ),
                 )
                 if self._stopping and not self._queue:
                     return
-                if self._queue and not self._stopping:
-                    # Let a batch gather: one write per moment rather than one per call keeps
-                    # this thread (and the GIL it takes) out of the calls' way.
-                    self._condition.wait_for(
-                        lambda: (
-                            self._stopping
-                            or self._flush_wanted
-                            or len(self._queue) >= self.batch_size
-                        ),
-                        timeout=self.linger_seconds,
-                    )
                 self._flush_wanted = False
             self._write_pending()
             if time.monotonic() >= self._next_refresh:

@@ -7,7 +7,7 @@ appears, with the value set ids and definition names a reviewer can look up.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cds.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest
 from cds.rules import Definition, Rule
@@ -125,11 +125,35 @@ def describe_node(node: Node, definitions: Mapping[str, Definition]) -> str:
     return _fact(fact[0], fact[1], definitions)
 
 
+def _definitions_used(nodes: Iterable[Node], definitions: Mapping[str, Definition]) -> list[str]:
+    """Names of the definitions ``nodes`` reach (refs and anchors), in first-use order."""
+    found: list[str] = []
+    pending = list(nodes)
+    while pending:
+        node = pending.pop(0)
+        names = [node.ref] if node.ref else []
+        fact = node.fact()
+        if fact is not None:
+            names += [a.name for a in (fact[1].after, fact[1].before) if a is not None]
+        for name in names:
+            if name not in found and name in definitions:
+                found.append(name)
+                pending.append(definitions[name].logic)
+        pending.extend(node.children())
+    return found
+
+
 def describe_rule(rule: Rule, definitions: Mapping[str, Definition]) -> str:
-    """The whole rule: what must hold, and what stops it."""
+    """The whole rule: what must hold, what stops it, and what each definition it uses means."""
     lines = [f"Rule {rule.id} v{rule.version} fires when all of these hold:"]
     lines += [f"- {describe_node(n, definitions)}" for n in rule.logic.inclusion]
     if rule.logic.exclusion:
         lines.append("unless any of these holds:")
         lines += [f"- {describe_node(n, definitions)}" for n in rule.logic.exclusion]
+    used = _definitions_used((*rule.logic.inclusion, *rule.logic.exclusion), definitions)
+    if used:
+        lines.append("where:")
+        lines += [
+            f"- [{name}] is {describe_node(definitions[name].logic, definitions)}" for name in used
+        ]
     return "\n".join(lines)

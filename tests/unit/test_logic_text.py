@@ -126,4 +126,34 @@ def test_rule_lists_inclusions_then_exclusions() -> None:
         "- a condition in value set bone-pain, dated in the last 90 days",
         "unless any of these holds:",
         "- known-bone-metastasis [known-bone-metastasis]",
+        "where:",
+        "- [invasive-breast-cancer] is a condition in value set bc",
+    ]
+
+
+def test_rule_spells_out_every_definition_it_reaches_once() -> None:
+    definitions = {
+        **DEFINITIONS,
+        "new-pain": Definition.model_validate(
+            {
+                "description": "new pain",
+                "logic": {
+                    "condition": {"valueset": "pain", "after": {"first": "invasive-breast-cancer"}}
+                },
+            }
+        ),
+        "pain-or-cancer": Definition.model_validate(
+            {
+                "description": "pain or cancer",
+                "logic": {"any": [{"ref": "new-pain"}, {"ref": "invasive-breast-cancer"}]},
+            }
+        ),
+    }
+    logic = {"inclusion": [{"ref": "pain-or-cancer"}, {"ref": "new-pain"}]}
+    text = describe_rule(Rule.model_validate(rule_data(logic=logic)), definitions)
+    where = text.split("where:\n", 1)[1].splitlines()
+    assert [line.split("]", 1)[0] for line in where] == [
+        "- [pain-or-cancer",
+        "- [new-pain",
+        "- [invasive-breast-cancer",
     ]

@@ -1,0 +1,19 @@
+"""The app `cds serve --workers N` builds in each worker: complete, long-lived objects frozen."""
+
+from __future__ import annotations
+
+import gc
+
+from fastapi import FastAPI
+
+from cds.cli import served_app
+
+
+def test_served_app_freezes_the_long_lived_heap() -> None:
+    try:
+        app = served_app()
+        assert isinstance(app, FastAPI)
+        assert gc.get_freeze_count() > 10_000  # modules, knowledge, the app
+        assert {"/cds-services", "/cds-services/{service_id}"} <= set(app.openapi()["paths"])
+    finally:
+        gc.unfreeze()

@@ -18,6 +18,7 @@ from cds.api import analytics_routes, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
 from cds.api.hook_fast_path import HookCallFastPath
+from cds.api.openapi import install_openapi
 from cds.api.responses import FhirJSONResponse
 from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
 from cds.call_store import CallStore
@@ -97,6 +98,7 @@ def create_app(
         default_response_class=FhirJSONResponse,
     )
     app.state.runtime = runtime
+    install_openapi(app)  # errors as OperationOutcomes, parsed bodies, the client JWT
     # Every CDS Hooks route, discovery included, authenticates the client (see client_auth).
     app.include_router(hooks_routes.router, dependencies=[Depends(authenticate_client)])
     app.include_router(health.router)

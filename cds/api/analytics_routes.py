@@ -6,19 +6,51 @@ import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from cds.analytics import report_window, rule_feedback_stats
+from cds.api.openapi import outcome_responses
 from cds.api.responses import JSONResponse
 from cds.db import SqlStore
 from cds.errors import ServiceUnavailable
 from cds.runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["FeedbackReport", "router"]
 
 router = APIRouter()
 
 
-@router.get("/analytics/feedback", summary="Per-rule cards shown, accepted and overridden")
+class OverrideReasonCount(BaseModel):
+    code: str
+    display: str
+    count: int
+
+
+class RuleFeedback(BaseModel):
+    """One rule's numbers (:meth:`cds.analytics.RuleFeedbackStats.as_json`)."""
+
+    rule_id: str
+    rule_versions: list[str]
+    shown: int
+    accepted: int
+    overridden: int
+    acceptance_rate: float
+    top_override_reasons: list[OverrideReasonCount]
+
+
+class FeedbackReport(BaseModel):
+    since: str
+    until: str
+    rules: list[RuleFeedback]
+
+
+@router.get(
+    "/analytics/feedback",
+    summary="Per-rule cards shown, accepted and overridden",
+    response_model=FeedbackReport,
+    response_class=JSONResponse,
+    responses=outcome_responses(400, 503),
+)
 async def feedback_analytics(
     request: Request, since: str | None = None, until: str | None = None
 ) -> JSONResponse:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
+from cds.api.openapi import outcome_responses
 from cds.api.responses import FhirJSONResponse, JSONResponse
 from cds.outcome import operation_outcome
 from cds.runtime import Runtime
@@ -15,12 +18,34 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    services: int
+    rules: int
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process answers",
+    response_model=Liveness,
+    response_class=JSONResponse,
+    responses=outcome_responses(),
+)
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: knowledge loaded and database reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: knowledge loaded and database reachable",
+    response_model=Readiness,
+    response_class=JSONResponse,
+    responses=outcome_responses(503),
+)
 async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     if runtime.store is not None:

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cds.api.body import read_json
+from cds.api.openapi import SECURITY, json_request_body, outcome_responses
 from cds.api.responses import JSONResponse
 from cds.calllog import log_call
 from cds.errors import BadRequest, RequestError, UnknownService
@@ -26,10 +27,17 @@ from cds.knowledge import Service
 from cds.runtime import Runtime
 from cds.service_call import run_service
 
-__all__ = ["discovery_document", "router", "validation_message"]
+__all__ = ["FeedbackReceipt", "discovery_document", "router", "validation_message"]
 
 router = APIRouter()
 SPEC_VERSION = "2.0.1"
+
+
+class FeedbackReceipt(BaseModel):
+    """The answer to a feedback post: items received, and how many were new (not stored before)."""
+
+    received: int
+    new: int
 
 
 def _runtime(request: Request) -> Runtime:
@@ -70,7 +78,10 @@ def discovery_document(services: dict[str, Service]) -> DiscoveryResponse:
     "/cds-services",
     response_model=DiscoveryResponse,
     response_model_exclude_none=True,
+    response_class=JSONResponse,
     summary="CDS Hooks discovery",
+    responses=outcome_responses(401),
+    openapi_extra=SECURITY,
 )
 async def discovery(request: Request) -> JSONResponse:
     runtime = _runtime(request)
@@ -91,20 +102,17 @@ def _service(runtime: Runtime, service_id: str) -> Service:
 @router.post(
     "/cds-services/{service_id}",
     response_model=CdsResponse,
+    response_class=JSONResponse,
     summary="Call a CDS service",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": HookRequest.model_json_schema(by_alias=True)}
-            },
-        }
-    },
+    responses=outcome_responses(400, 401, 404, 412, 413, 415),
+    openapi_extra=json_request_body(HookRequest),
 )
 async def call_service(service_id: str, request: Request) -> JSONResponse:
     runtime = _runtime(request)
     started = time.perf_counter()
-    fields: dict[str, Any] = {"service": service_id}
+    # A made-up id is not logged: the path is the caller's text, of any length.
+    known = service_id in runtime.knowledge.services
+    fields: dict[str, Any] = {"service": service_id if known else "unknown"}
     status = 500
     try:
         service = _service(runtime, service_id)
@@ -144,15 +152,11 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
 
 @router.post(
     "/cds-services/{service_id}/feedback",
+    response_model=FeedbackReceipt,
+    response_class=JSONResponse,
     summary="Report what the clinician did with cards",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": FeedbackRequest.model_json_schema(by_alias=True)}
-            },
-        }
-    },
+    responses=outcome_responses(400, 401, 404, 413, 415),
+    openapi_extra=json_request_body(FeedbackRequest),
 )
 async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     runtime = _runtime(request)

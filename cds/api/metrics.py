@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds.api.openapi import outcome_responses
 from cds.metrics import CONTENT_TYPE
 from cds.runtime import Runtime
 
@@ -18,7 +20,12 @@ router = APIRouter()
 _PREFIX = "/cds-services"
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=PlainTextResponse,
+    responses=outcome_responses(),
+)
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

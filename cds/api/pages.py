@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from cds.analytics import rule_feedback_stats
+from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
 from cds.db import SqlStore
 from cds.education import education_index, render_education_html
 from cds.errors import BadRequest, RequestError
@@ -43,7 +44,7 @@ from cds.runtime import Runtime
 
 __all__ = ["router"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["pages"])
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 _STATIC_TYPES = {
@@ -61,6 +62,23 @@ _SECURITY_HEADERS = {
 }
 
 
+_PAGE = merge_responses(html_responses({200: "The page."}), outcome_responses())
+_PREVIEW = merge_responses(
+    html_responses(
+        {
+            200: "The preview page, with the cards when a patient or file was given.",
+            400: "The page, saying what is wrong with the form or the uploaded file.",
+            412: "The page, saying which data the uploaded request lacks.",
+            413: "The page, saying the uploaded file is too large.",
+        }
+    ),
+    outcome_responses(),
+)
+# A form field of the wrong type is refused before the page is built.
+_PREVIEW_FORM = merge_responses(_PREVIEW, outcome_responses(400))
+_NOT_FOUND = merge_responses(_PAGE, outcome_responses(404))
+
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -74,7 +92,14 @@ def _page(knowledge: Knowledge, template: str, *, nav: str, title: str, **contex
     return render_page(template, **base_context(knowledge, nav=nav, title=title), **context)
 
 
-@router.get("/static/{name}")
+@router.get(
+    "/static/{name}",
+    response_class=Response,
+    responses=merge_responses(
+        text_responses(200, "The stylesheet or script.", "text/css", "text/javascript"),
+        outcome_responses(404),
+    ),
+)
 async def static_file(name: str) -> Response:
     media_type = _STATIC_TYPES.get(name)
     if media_type is None:
@@ -87,7 +112,7 @@ async def static_file(name: str) -> Response:
     )
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, responses=_PAGE)
 async def home(request: Request) -> HTMLResponse:
     runtime = _runtime(request)
     context = home_context(runtime.knowledge, runtime.settings)
@@ -215,7 +240,7 @@ def _moment(day: date | None, today: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-@router.get("/preview", response_class=HTMLResponse)
+@router.get("/preview", response_class=HTMLResponse, responses=_PREVIEW)
 async def preview_page(
     request: Request,
     patient: str = "",
@@ -228,7 +253,7 @@ async def preview_page(
     )
 
 
-@router.post("/preview", response_class=HTMLResponse)
+@router.post("/preview", response_class=HTMLResponse, responses=_PREVIEW_FORM)
 async def preview_submit(
     request: Request,
     patient: Annotated[str, Form()] = "",
@@ -255,7 +280,7 @@ def _case_cache(request: Request) -> CaseStatusCache:
     return cache
 
 
-@router.get("/knowledge", response_class=HTMLResponse)
+@router.get("/knowledge", response_class=HTMLResponse, responses=_PAGE)
 async def knowledge_index(request: Request) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     return _html(
@@ -269,7 +294,7 @@ async def knowledge_index(request: Request) -> HTMLResponse:
     )
 
 
-@router.get("/knowledge/{rule_id}", response_class=HTMLResponse)
+@router.get("/knowledge/{rule_id}", response_class=HTMLResponse, responses=_NOT_FOUND)
 async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     rule = knowledge.rules.get(rule_id)
@@ -283,7 +308,7 @@ async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
 # --- education ---------------------------------------------------------------------------------
 
 
-@router.get("/education", response_class=HTMLResponse)
+@router.get("/education", response_class=HTMLResponse, responses=_PAGE)
 async def education_list(request: Request) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     body = _page(
@@ -296,7 +321,7 @@ async def education_list(request: Request) -> HTMLResponse:
     return _html(body)
 
 
-@router.get("/education/{slug}", response_class=HTMLResponse)
+@router.get("/education/{slug}", response_class=HTMLResponse, responses=_NOT_FOUND)
 async def education_page(request: Request, slug: str) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     page = knowledge.education.get(slug)
@@ -318,7 +343,13 @@ async def education_page(request: Request, slug: str) -> HTMLResponse:
 # --- analytics ---------------------------------------------------------------------------------
 
 
-@router.get("/analytics", response_class=HTMLResponse)
+@router.get(
+    "/analytics",
+    response_class=HTMLResponse,
+    responses=merge_responses(
+        _PAGE, html_responses({400: "The page, saying what is wrong with the dates."})
+    ),
+)
 async def analytics(request: Request, since: str = "", until: str = "") -> HTMLResponse:
     runtime = _runtime(request)
     knowledge = runtime.knowledge

@@ -159,16 +159,24 @@ def dump_model(model: BaseModel) -> dict[str, Any]:
 
 
 def _prune(value: Any, keep_empty: tuple[str, ...] = ()) -> Any:
+    # Called once per container, never per scalar: responses are mostly scalars.
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            pruned = _prune(item)
-            if pruned is None or (pruned in ([], {}) and key not in keep_empty):
+            if item is None:
                 continue
-            out[key] = pruned
+            if isinstance(item, dict | list):
+                item = _prune(item)
+                if not item and key not in keep_empty:
+                    continue
+            out[key] = item
         return out
     if isinstance(value, list):
-        return [_prune(item) for item in value if item is not None]
+        return [
+            _prune(item) if isinstance(item, dict | list) else item
+            for item in value
+            if item is not None
+        ]
     return value
 
 

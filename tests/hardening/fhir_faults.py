@@ -1,0 +1,207 @@
+"""A loopback FHIR server that can be told to misbehave, per resource type.
+
+It serves one patient (p1): a Patient, two Conditions (breast cancer in 2020, back pain today)
+and empty searches for everything else. A fault set for a resource type (or ``*`` for all)
+changes how that type's requests are answered:
+
+``slow``         answers only after ``slow_seconds`` (or when the server stops)
+``http-500``     HTTP 500 with an OperationOutcome
+``invalid-json`` HTTP 200 whose body is not JSON
+``drop``         closes the connection without answering
+``http-401``     HTTP 401 (the access token is refused)
+``next-loop``    a search in two pages whose second ``next`` link leads back to the first
+``next-chain``   a search whose pages never end (page n links to page n + 1)
+``many``         a search of 10,000 entries
+
+Every request is recorded (path, resource type, Authorization header) for the tests to check.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PATIENT_ID = "p1"
+MANY = 10_000
+FAULTS = (
+    "slow",
+    "http-500",
+    "invalid-json",
+    "drop",
+    "http-401",
+    "next-loop",
+    "next-chain",
+    "many",
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    resource_type: str
+    authorization: str | None
+
+
+@dataclass
+class FaultyFhir:
+    """The server's state: its base URL, the faults in force and every request seen."""
+
+    base: str = ""
+    faults: dict[str, str] = field(default_factory=dict)
+    slow_seconds: float = 30.0
+    seen: list[Seen] = field(default_factory=list)
+    patient: dict[str, Any] = field(
+        default_factory=lambda: {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female"}
+    )
+    released: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.seen.clear()
+
+    def fault_for(self, resource_type: str) -> str | None:
+        return self.faults.get(resource_type) or self.faults.get("*")
+
+    def requests_for(self, resource_type: str) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if s.resource_type == resource_type]
+
+
+def condition(resource_id: str, system: str, code: str, onset: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": resource_id,
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "code": {"coding": [{"system": system, "code": code}]},
+        "onsetDateTime": onset,
+    }
+
+
+def conditions() -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date().isoformat()
+    return [
+        condition("bc", "http://hl7.org/fhir/sid/icd-10-cm", "C50.911", "2020-01-01"),
+        condition("pain", "http://snomed.info/sct", "161891005", today),
+    ]
+
+
+def weight(index: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"w{index}",
+        "status": "final",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "valueQuantity": {"value": 60 + index % 10, "unit": "kg"},
+        "effectiveDateTime": "2024-01-01",
+    }
+
+
+def bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+    }
+    if next_url is not None:
+        document["link"] = [{"relation": "next", "url": next_url}]
+    return document
+
+
+def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            resource_type = parts.path.removeprefix("/fhir/").split("/")[0]
+            with state.lock:
+                state.seen.append(Seen(self.path, resource_type, self.headers.get("Authorization")))
+            fault = state.fault_for(resource_type)
+            if fault == "slow":
+                state.released.wait(state.slow_seconds)
+            elif fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)  # no status line, nothing
+                return
+            elif fault == "http-500":
+                self._send(500, {"resourceType": "OperationOutcome", "issue": []})
+                return
+            elif fault == "http-401":
+                self._send(401, {"resourceType": "OperationOutcome", "issue": []})
+                return
+            elif fault == "invalid-json":
+                self._send_bytes(200, b'{"resourceType": "Bundle", "entry": [')
+                return
+            self._send(200, self._answer(resource_type, parts.path, fault, parts.query))
+
+        def _answer(self, resource_type: str, path: str, fault: str | None, query: str) -> Any:
+            if resource_type == "Patient":
+                return state.patient
+            page = int(parse_qs(query).get("page", ["1"])[0])
+            here = state.base.removesuffix("/fhir") + path
+            if fault == "next-loop":  # page 2 links back to page 1: every page was read
+                first, second = conditions() if resource_type == "Condition" else ([], [])
+                if page == 1:
+                    return bundle([first] if first else [], f"{here}?page=2")
+                return bundle([second] if second else [], f"{here}?page=1")
+            if fault == "next-chain":
+                return bundle([], f"{here}?page={page + 1}")
+            if fault == "many":
+                return bundle([weight(i) for i in range(MANY)])
+            if resource_type == "Condition":
+                return bundle(conditions())
+            return bundle([])
+
+        def _send(self, status: int, document: Any) -> None:
+            self._send_bytes(status, json.dumps(document).encode())
+
+        def _send_bytes(self, status: int, body: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the service gave up waiting (its time budget); nothing to answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def faulty_fhir_server() -> Iterator[FaultyFhir]:
+    """A running server on a free loopback port; stopped (slow answers released) on exit."""
+    state = FaultyFhir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

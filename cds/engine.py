@@ -109,6 +109,23 @@ def evaluate(
     return evaluation
 
 
+# Node -> its fact (kind, query) or None: nodes are immutable and outlive every call, and this
+# is asked for on every node of every call. The node is kept with the answer, so an id reused
+# after a node is collected never matches.
+_FACTS: dict[int, tuple[Node, tuple[str, FactQuery] | None]] = {}
+
+
+def _fact_of(node: Node) -> tuple[str, FactQuery] | None:
+    cached = _FACTS.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    fact = node.fact()
+    if len(_FACTS) >= 200_000:
+        _FACTS.clear()
+    _FACTS[id(node)] = (node, fact)
+    return fact
+
+
 class _Evaluator:
     def __init__(self, knowledge: Knowledge, record: PatientRecord) -> None:
         self.knowledge = knowledge
@@ -148,16 +165,19 @@ class _Evaluator:
             result = self.node(target)
             if not result.holds:
                 return result
-            fact = target.fact()
+            fact = _fact_of(target)
             if fact is not None and fact[1].label is None:
                 # A one-fact definition is named by its description in explanations.
                 label = self._label(node)
                 return _Result(True, tuple((label, item) for _, item in result.items))
             return result
         if node.all_ is not None:
-            parts = [self.node(child) for child in node.all_]
-            if not all(p.holds for p in parts):
-                return _FALSE
+            parts = []
+            for child in node.all_:
+                part = self.node(child)
+                if not part.holds:
+                    return _FALSE
+                parts.append(part)
             return _Result(
                 True,
                 tuple(i for p in parts for i in p.items),
@@ -179,7 +199,7 @@ class _Evaluator:
             return _Result(True, (), (self._absent(node.not_),))
         if node.patient is not None:
             return _Result(self._patient(node.patient))
-        fact = node.fact()
+        fact = _fact_of(node)
         assert fact is not None  # the schema guarantees exactly one field
         kind, query = fact
         items = self._fact(kind, query)
@@ -190,7 +210,7 @@ class _Evaluator:
 
     def _absent(self, node: Node) -> str:
         """The explanation line for a ``not`` that held."""
-        if node.ref is not None or node.fact() is not None:
+        if node.ref is not None or _fact_of(node) is not None:
             return f"No {self._label(node)} on record"
         return f"Not on record: {describe_node(node, self.knowledge.definition_docs)}"
 
@@ -198,7 +218,7 @@ class _Evaluator:
         if node.ref is not None:
             doc = self.knowledge.definition_docs.get(node.ref)
             return doc.description if doc else node.ref
-        fact = node.fact()
+        fact = _fact_of(node)
         if fact is not None:
             kind, query = fact
             if query.label:

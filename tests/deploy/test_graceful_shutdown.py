@@ -1,94 +1,121 @@
-"""SIGTERM during load: the server stops accepting, finishes what it accepted, and exits 0."""
+"""SIGTERM during load: the server stops accepting, finishes what it accepted, and exits.
+
+Every call waits on a slow loopback FHIR server, so when SIGTERM arrives the first call of
+every client is certainly in the middle of being handled. Those must all complete with 200;
+calls started after the signal are refused (never half-answered).
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.processes import free_port, start_cds, stop
 
 pytestmark = pytest.mark.e2e
 
-REQUEST = {
-    "hook": "patient-view",
-    "hookInstance": "graceful-shutdown",
-    "context": {"userId": "Practitioner/x", "patientId": "p1"},
-    "prefetch": {
-        "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-        "conditions": {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "entry": [
-                {
-                    "resource": {
-                        "resourceType": "Condition",
-                        "id": "bc",
-                        "code": {
-                            "coding": [
-                                {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C50.911"}
-                            ]
-                        },
-                        "onsetDateTime": "2020-01-01",
-                    }
-                }
-            ],
-        },
-    },
-}
+FHIR_DELAY_SECONDS = 2.0
+CLIENTS = 6
 
 
-def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
+@pytest.fixture
+def slow_fhir_server() -> Iterator[str]:
+    """Answers every read or search after FHIR_DELAY_SECONDS."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(FHIR_DELAY_SECONDS)
+            if self.path.startswith("/fhir/Patient/"):
+                body = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+            else:
+                body = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+            data = orjson.dumps(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # every prefetch query of every client connects at once
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    server.shutdown()
+    server.server_close()
+
+
+def test_sigterm_under_load_loses_no_accepted_request(
+    tmp_path: Path, slow_fhir_server: str
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = start_cds(port, {"CDS_DATA_DIR": str(tmp_path)}, graceful_seconds=15)
-    outcomes: list[str] = []
+    env = {"CDS_DATA_DIR": str(tmp_path), "CDS_FHIR_TIMEOUT_SECONDS": "10"}
+    process = start_cds(port, env, graceful_seconds=20)
+    request = {
+        "hook": "patient-view",
+        "hookInstance": "graceful-shutdown",
+        "fhirServer": slow_fhir_server,
+        "context": {"userId": "Practitioner/x", "patientId": "p1"},
+    }
+    calls: list[tuple[float, str]] = []  # (started, outcome)
     lock = threading.Lock()
-    stop_sending = threading.Event()
+    stopped = threading.Event()
 
     def client() -> None:
-        # One connection per request: a refused connection was never accepted, anything else was.
-        for _ in range(400):
-            if stop_sending.is_set():
+        for _ in range(20):
+            if stopped.is_set():
                 return
+            started = time.monotonic()
             try:
-                with httpx.Client(timeout=20) as http:
+                with httpx.Client(timeout=30) as http:
                     response = http.post(
-                        f"{base}/cds-services/breast-cancer-followup-patient-view", json=REQUEST
+                        f"{base}/cds-services/breast-cancer-followup-patient-view", json=request
                     )
-                result = "ok" if response.status_code == 200 else f"status-{response.status_code}"
+                outcome = "ok" if response.status_code == 200 else f"status-{response.status_code}"
             except httpx.ConnectError:
-                result = "refused"
+                outcome = "refused"
             except httpx.HTTPError as exc:
-                result = f"failed-{type(exc).__name__}"
+                outcome = f"failed-{type(exc).__name__}"
             with lock:
-                outcomes.append(result)
-            if result == "refused":
+                calls.append((started, outcome))
+            if outcome == "refused":
                 return
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     try:
         for thread in threads:
             thread.start()
-        while True:
-            with lock:
-                if len(outcomes) >= 40:
-                    break
-            threads[0].join(timeout=0.05)
-            if not any(t.is_alive() for t in threads):
-                break
+        # Signal while the first calls wait on the FHIR server.
+        time.sleep(FHIR_DELAY_SECONDS / 2)
+        signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         # uvicorn finishes in-flight work, then re-raises the signal: exit by SIGTERM is clean.
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
-        stop_sending.set()
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+        stopped.set()
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=60)
     finally:
-        stop_sending.set()
+        stopped.set()
         stop(process)
-    failed = [o for o in outcomes if o not in ("ok", "refused")]
-    assert outcomes.count("ok") >= 40
-    assert failed == [], f"accepted requests failed during shutdown: {failed}"
+    # Calls started well before the signal were accepted and being handled when it arrived.
+    in_flight = [
+        outcome for started, outcome in calls if started < signalled - FHIR_DELAY_SECONDS / 2
+    ]
+    later = [outcome for started, outcome in calls if started >= signalled - FHIR_DELAY_SECONDS / 4]
+    assert len(in_flight) == CLIENTS
+    assert all(outcome == "ok" for outcome in in_flight), in_flight
+    assert all(outcome in ("ok", "refused") for outcome in later), later

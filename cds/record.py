@@ -152,6 +152,11 @@ class PatientRecord:
         )
         self._count += 1
         self.items[kind].append(item)
+        if len(codings) == 1 and codings[0][0] not in (RXNORM, ICD10CM):
+            # the usual case (one LOINC or SNOMED coding): no ingredients, no families
+            system, code, _ = codings[0]
+            self._by_code[(kind, system, code)].append(item)
+            return
         seen: set[tuple[str, str]] = set()
         for system, code, _ in codings:
             keys = [(system, code)]
@@ -261,6 +266,29 @@ def _referenced_medication_code(
     return medication.get("code") if medication else None
 
 
+# (system, code) as sent -> (canonical system, normalised code), or None when unusable. A
+# record repeats a few hundred codes thousands of times, and so do consecutive requests.
+_NORMALIZED: dict[tuple[str, str], tuple[str, str] | None] = {}
+_NORMALIZED_LIMIT = 100_000
+
+
+def _normalized(system: Any, code: Any) -> tuple[str, str] | None:
+    cacheable = type(system) is str and type(code) is str
+    if cacheable:
+        try:
+            return _NORMALIZED[(system, code)]
+        except KeyError:
+            pass
+    canonical = canonical_system(system)
+    normal = normalize_code(canonical, code) if canonical is not None else None
+    result = None if canonical is None or normal is None else (canonical, normal)
+    if cacheable:
+        if len(_NORMALIZED) >= _NORMALIZED_LIMIT:
+            _NORMALIZED.clear()
+        _NORMALIZED[(system, code)] = result
+    return result
+
+
 def _codings_of(
     resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
 ) -> list[tuple[str, str, str]]:
@@ -271,12 +299,10 @@ def _codings_of(
         for coding in concept.get("coding") or ():
             if not isinstance(coding, dict):
                 continue
-            system = canonical_system(coding.get("system"))
-            if system is None:
+            normalized = _normalized(coding.get("system"), coding.get("code"))
+            if normalized is None:
                 continue
-            code = normalize_code(system, coding.get("code"))
-            if code is None:
-                continue
+            system, code = normalized
             display = coding.get("display")
             text = display if isinstance(display, str) else concept.get("text")
             out.append((system, code, text[:200] if isinstance(text, str) else ""))

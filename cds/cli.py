@@ -42,6 +42,7 @@ def _load(settings: Settings) -> Knowledge:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from cds.http_guard import GuardedHttpToolsProtocol
     from cds.trusted_clients import configured_trusted_clients
 
     knowledge = _load(settings)  # fail fast, with the problems listed, before uvicorn starts
@@ -68,6 +69,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         timeout_graceful_shutdown=args.graceful_seconds,
         proxy_headers=True,
+        http=GuardedHttpToolsProtocol,  # caps the size and time of a request head
     )
     return 0
 

@@ -1,7 +1,9 @@
 """A tiny loopback FHIR server for the fallback workload: one patient, 20 ms per query.
 
 It answers reads (``Patient/<id>``) and searches (``<Type>?patient=<id>[&code=...]``) from a
-Bundle file, after an artificial delay that stands in for a real server's query time.
+Bundle file, after an artificial delay that stands in for a real server's query time. It is a
+bare ASGI app that renders each distinct answer once, so that its own work (not ours) adds as
+little as possible to the delay.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-_FHIR_JSON = "application/fhir+json"
+_HEADERS = [(b"content-type", b"application/fhir+json")]
+_NOT_FOUND = (
+    b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}'
+)
 
 
 def _codes_of(resource: dict[str, Any]) -> set[str]:
@@ -31,24 +34,23 @@ def _codes_of(resource: dict[str, Any]) -> set[str]:
     }
 
 
-def create_fhir_server(resources: list[dict[str, Any]], delay_seconds: float) -> Starlette:
-    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for resource in resources:
-        by_type[resource["resourceType"]].append(resource)
+class FhirServer:
+    def __init__(self, resources: list[dict[str, Any]], delay_seconds: float) -> None:
+        self.delay = delay_seconds
+        self.by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for resource in resources:
+            self.by_type[resource["resourceType"]].append(resource)
+        self.rendered: dict[tuple[str, bytes], tuple[int, bytes]] = {}
 
-    async def search_or_read(request: Request) -> Response:
-        await asyncio.sleep(delay_seconds)
-        rtype = request.path_params["rtype"]
-        rid = request.path_params.get("rid")
-        if rid is not None:
-            found = [r for r in by_type.get(rtype, ()) if r.get("id") == rid]
-            if not found:
-                return Response(b'{"resourceType":"OperationOutcome"}', 404, media_type=_FHIR_JSON)
-            return Response(orjson.dumps(found[0]), media_type=_FHIR_JSON)
-        matches = by_type.get(rtype, [])
-        wanted = request.query_params.get("code")
+    def answer(self, path: str, query: bytes) -> tuple[int, bytes]:
+        parts = path.strip("/").split("/")
+        if len(parts) == 2:
+            found = [r for r in self.by_type.get(parts[0], ()) if r.get("id") == parts[1]]
+            return (200, orjson.dumps(found[0])) if found else (404, _NOT_FOUND)
+        matches = self.by_type.get(parts[0], [])
+        wanted = parse_qs(query.decode()).get("code")
         if wanted:
-            codes = set(wanted.split(","))
+            codes = set(wanted[0].split(","))
             matches = [r for r in matches if _codes_of(r) & codes]
         bundle = {
             "resourceType": "Bundle",
@@ -56,14 +58,21 @@ def create_fhir_server(resources: list[dict[str, Any]], delay_seconds: float) ->
             "total": len(matches),
             "entry": [{"resource": r, "search": {"mode": "match"}} for r in matches],
         }
-        return Response(orjson.dumps(bundle), media_type=_FHIR_JSON)
+        return 200, orjson.dumps(bundle)
 
-    return Starlette(
-        routes=[
-            Route("/{rtype}", search_or_read),
-            Route("/{rtype}/{rid}", search_or_read),
-        ]
-    )
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await asyncio.sleep(self.delay)
+        key = (scope["path"], scope["query_string"])
+        if key not in self.rendered:
+            self.rendered[key] = self.answer(*key)
+        status, body = self.rendered[key]
+        await send({"type": "http.response.start", "status": status, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": body})
 
 
 def main() -> None:
@@ -74,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     bundle = orjson.loads(args.bundle.read_bytes())
     resources = [entry["resource"] for entry in bundle["entry"]]
-    app = create_fhir_server(resources, args.delay_ms / 1000)
+    app = FhirServer(resources, args.delay_ms / 1000)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from cds.db import feedback
+from tests.hardening.db_integrity import postgres_integrity_problems
 from tests.processes import free_port, start_cds, stop
 from tests.trust.conftest import PATIENT_VIEW_SERVICE
 
@@ -140,7 +141,9 @@ def test_postgresql_keeps_every_acknowledged_item(tmp_path: Path, postgres_url: 
     acknowledged, unexpected = post_until_killed(tmp_path, env)
     assert unexpected == []
     assert len(acknowledged) >= KILL_AFTER
-    stored = stored_cards("postgresql+psycopg://" + postgres_url.removeprefix("postgresql://"))
+    url = "postgresql+psycopg://" + postgres_url.removeprefix("postgresql://")
+    assert postgres_integrity_problems(url) == []  # heap and B-tree indexes (amcheck)
+    stored = stored_cards(url)
     assert len(stored) == len(set(stored))
     assert acknowledged <= set(stored), sorted(acknowledged - set(stored))[:10]
     check_after_restart(tmp_path, env, acknowledged)

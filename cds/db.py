@@ -128,9 +128,11 @@ class SqlStore:
         if not cards:
             return
         rows = [card.__dict__ for card in cards]
-        statement = self._insert(shown_cards).values(rows).on_conflict_do_nothing()
+        # One statement with the rows as parameters: compiled once and cached, where a
+        # multi-row VALUES clause is compiled anew for every batch (about 10x the CPU).
+        statement = self._insert(shown_cards).on_conflict_do_nothing()
         with self.engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(statement, rows)
 
     def save_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,7 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
 
 from cds.app import create_app
 from cds.call_store import CallStore
@@ -196,3 +199,52 @@ def test_override_through_the_api_hides_the_card_on_the_next_call(
     rules = [c["source"]["topic"]["code"] for c in second]
     assert "bone-pain-after-breast-cancer" not in rules
     assert len(second) == len(first) - 1
+
+
+PG_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose database is a fresh PostgreSQL schema, dropped afterwards."""
+    admin = create_engine(
+        "postgresql+psycopg://" + PG_URL.removeprefix("postgresql://"),
+        connect_args={"connect_timeout": 2},
+    )
+    schema = f"call_store_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError:
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL answers at {PG_URL}")
+    try:
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield Settings(data_dir=tmp_path, database_url=url)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_front_works_on_postgresql(postgres_settings: Settings) -> None:
+    store = open_store(postgres_settings, SUPPRESSING)
+    other = open_store(postgres_settings, SUPPRESSING)
+    call_store = CallStore(store, window_days=30, refresh_seconds=3600)
+    call_store.start()
+    try:
+        call_store.record_cards([_card("c1"), _card("c1"), _card("c2", rule="rule-b")])
+        call_store.flush()
+        assert _rows(store) == {"c1": "rule-a", "c2": "rule-b"}  # the duplicate is ignored
+        assert call_store.save_feedback("svc", [_override("c1")], NOW) == 1
+        since = NOW - timedelta(days=30)
+        assert call_store.suppressed_rules("pk-1", ["rule-a", "rule-b"], since) == {"rule-a"}
+        other.record_cards([_card("c9", patient="pk-9")])
+        other.save_feedback("svc", [_override("c9")], NOW)
+        call_store.refresh()
+        assert call_store.suppressed_rules("pk-9", ["rule-a"], since) == {"rule-a"}
+    finally:
+        call_store.close()
+        other.close()
+        store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ __all__ = ["OVERRIDE_REASON_SYSTEM", "RULE_SYSTEM", "build_cards", "card_uuid"]
 RULE_SYSTEM = "urn:cds:breast-cancer-followup:rule"
 OVERRIDE_REASON_SYSTEM = "urn:cds:breast-cancer-followup:override-reason"
 _NAMESPACE = uuid.UUID("6f0c7a52-52a3-4c59-9d0b-3f1a2f1d7c11")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+# Each markdown-special character gets a backslash; a line break becomes a space.
+_MARKDOWN_ESCAPES = {ord(c): "\\" + c for c in "\\`*_{}[]<>()#+!|~"} | {ord("\n"): " "}
 
 
 def card_uuid(hook_instance: str, rule_id: str, part: str = "") -> str:
@@ -29,7 +29,7 @@ def card_uuid(hook_instance: str, rule_id: str, part: str = "") -> str:
 
 def escape_markdown(text: str) -> str:
     """Data from the record is shown as text, never interpreted as markdown or HTML."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+    return text.translate(_MARKDOWN_ESCAPES)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -46,32 +47,45 @@ class ResolvedData:
     fetch_errors: list[str] = field(default_factory=list)  # FhirServerError kinds
 
 
+@lru_cache(maxsize=1024)
+def _template_parts(template: str) -> tuple[str, ...]:
+    """Literal text at even positions, token names at odd ones (templates come from knowledge)."""
+    return tuple(_TOKEN.split(template))
+
+
+@lru_cache(maxsize=4096)
+def _quoted(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _token_value(token: str, context: Mapping[str, Any]) -> str | None:
+    value: Any = None
+    if token.startswith("context."):
+        value = context.get(token.removeprefix("context."))
+    elif token in _USER_TOKENS:
+        user = context.get("userId")
+        prefix = _USER_TOKENS[token] + "/"
+        if isinstance(user, str) and user.startswith(prefix):
+            value = user.removeprefix(prefix)
+    if not isinstance(value, str | int) or isinstance(value, bool) or value in ("", ".", ".."):
+        return None
+    return _quoted(str(value))
+
+
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     """Fill ``{{context.x}}`` and ``{{userXxxId}}`` tokens; None if a token has no value.
 
     Values are percent-encoded, so a context value can neither add query parameters nor
     climb out of the FHIR base path (``..`` alone is refused: it is not a FHIR id).
     """
-    missing = False
-
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal missing
-        token = match.group(1)
-        value: Any = None
-        if token.startswith("context."):
-            value = context.get(token.removeprefix("context."))
-        elif token in _USER_TOKENS:
-            user = context.get("userId")
-            prefix = _USER_TOKENS[token] + "/"
-            if isinstance(user, str) and user.startswith(prefix):
-                value = user.removeprefix(prefix)
-        if not isinstance(value, str | int) or isinstance(value, bool) or value in ("", ".", ".."):
-            missing = True
-            return ""
-        return quote(str(value), safe="")
-
-    rendered = _TOKEN.sub(substitute, template)
-    return None if missing else rendered
+    parts = _template_parts(template)
+    rendered = list(parts)
+    for index in range(1, len(parts), 2):
+        value = _token_value(parts[index], context)
+        if value is None:
+            return None
+        rendered[index] = value
+    return "".join(rendered)
 
 
 def split_prefetch_value(value: Any) -> tuple[str, list[Any], str | None]:

@@ -6,19 +6,17 @@ engine, cards), at a fixed ``now`` so results never depend on the day the test r
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from cds.errors import RequestError
-from cds.hooks import HookRequest
 from cds.knowledge import Knowledge, Service
 from cds.offline import request_from_resources
 from cds.prefetch_plan import plan_prefetch
 from cds.rules import Case, Rule, ServiceSpec
-from cds.service_call import run_service
+from cds.service_call import run_offline
 from cds.settings import Settings
 
 __all__ = ["CASE_NOW", "CaseResult", "case_resources", "run_case"]
@@ -78,16 +76,7 @@ def run_case(
     settings = settings or Settings(require_jwt=False)
     status, fired, indicator, evidence_ids = 200, False, None, set()
     try:
-        result = asyncio.run(
-            run_service(
-                service,
-                HookRequest.model_validate(body),
-                knowledge=knowledge,
-                settings=settings,
-                http=None,
-                now=now,
-            )
-        )
+        result = run_offline(service, body, knowledge=knowledge, settings=settings, now=now)
     except RequestError as exc:
         status = exc.status
     else:

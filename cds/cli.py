@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import sys
 from collections.abc import Callable, Sequence
@@ -14,10 +13,10 @@ from typing import Any
 import orjson
 
 from cds.errors import CdsError, KnowledgeError, RequestError
-from cds.hooks import HOOKS, HookRequest, dump_model
+from cds.hooks import HOOKS, dump_model
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
-from cds.service_call import run_service
+from cds.service_call import run_offline
 from cds.settings import Settings
 
 __all__ = ["main"]
@@ -124,16 +123,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     cards: list[dict[str, Any]] = []
     explanations: list[tuple[str, str, str, list[str]]] = []
     for service, body in calls:
-        result = asyncio.run(
-            run_service(
-                service,
-                HookRequest.model_validate(body),
-                knowledge=knowledge,
-                settings=settings,
-                http=None,
-                now=now,
-            )
-        )
+        result = run_offline(service, body, knowledge=knowledge, settings=settings, now=now)
         cards += dump_model(result.response)["cards"]
         explanations += [
             (

@@ -27,7 +27,7 @@ from cds.record import PatientRecord
 from cds.settings import Settings
 from cds.store import ShownCard, Store
 
-__all__ = ["CallResult", "draft_orders_of", "patient_key", "run_service"]
+__all__ = ["CallResult", "draft_orders_of", "patient_key", "run_offline", "run_service"]
 
 _ORDER_HOOKS = ("order-select", "order-sign")
 
@@ -190,4 +190,28 @@ async def run_service(
         fetched=data.fetched,
         fetch_errors=data.fetch_errors,
         skipped_resources=record.skipped,
+    )
+
+
+def run_offline(
+    service: Service,
+    body: dict[str, Any],
+    *,
+    knowledge: Knowledge,
+    now: datetime,
+    settings: Settings | None = None,
+) -> CallResult:
+    """Run one call from a request body without a FHIR server or database (CLI, cases, tests).
+
+    Raises the same :class:`~cds.errors.RequestError` subclasses a real call answers with.
+    """
+    return asyncio.run(
+        run_service(
+            service,
+            HookRequest.model_validate(body),
+            knowledge=knowledge,
+            settings=settings or Settings(require_jwt=False),
+            http=None,
+            now=now,
+        )
     )

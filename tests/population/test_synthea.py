@@ -6,7 +6,6 @@ for everyone); the two breast-cancer patients get what their records justify, re
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,11 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds.hooks import HookRequest
 from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
-from cds.service_call import run_service
-from cds.settings import Settings
+from cds.service_call import run_offline
 
 pytestmark = pytest.mark.shared
 
@@ -48,16 +45,7 @@ def _rules_fired(knowledge: Knowledge, resources: list[dict[str, object]], hook:
     fired: list[str] = []
     for service in knowledge.services_for(hook):
         body = request_from_resources(resources, service.prefetch, hook=hook, hook_instance="pop")
-        result = asyncio.run(
-            run_service(
-                service,
-                HookRequest.model_validate(body),
-                knowledge=knowledge,
-                settings=Settings(require_jwt=False),
-                http=None,
-                now=NOW,
-            )
-        )
+        result = run_offline(service, body, knowledge=knowledge, now=NOW)
         fired += [f.rule.id for f in result.fired]
     return sorted(fired)
 

@@ -49,11 +49,9 @@ def test_deceased_patients_get_no_cards_at_all(kb: Knowledge, dead: dict[str, An
 
 
 def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) -> None:
-    import asyncio
 
-    from cds.hooks import HookRequest
     from cds.offline import request_from_resources
-    from cds.service_call import run_service
+    from cds.service_call import run_offline
     from cds.settings import Settings
     from tests.unit.knowledge_tree import NOW
 
@@ -64,16 +62,7 @@ def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) ->
         body = request_from_resources(
             [patient, *FIRING], service.prefetch, hook="patient-view", hook_instance="h1"
         )
-        result = asyncio.run(
-            run_service(
-                service,
-                HookRequest.model_validate(body),
-                knowledge=kb,
-                settings=settings,
-                http=None,
-                now=NOW,
-            )
-        )
+        result = run_offline(service, body, knowledge=kb, settings=settings, now=NOW)
         return len(result.response.cards)
 
     assert call(PATIENT) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,13 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds.errors import RequestError
-from cds.hooks import HookRequest, dump_model
+from cds.hooks import dump_model
 from cds.knowledge import Knowledge
 from cds.offline import request_from_resources
 from cds.prefetch import render_template, split_prefetch_value
 from cds.record import PatientRecord
-from cds.service_call import run_service
-from cds.settings import Settings
+from cds.service_call import run_offline
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SYSTEMS = [
@@ -136,16 +134,7 @@ RESOURCE = st.fixed_dictionaries(
 def _run(knowledge: Knowledge, body: dict[str, Any], hook: str) -> dict[str, Any] | int:
     service = knowledge.services_for(hook)[0]
     try:
-        result = asyncio.run(
-            run_service(
-                service,
-                HookRequest.model_validate(body),
-                knowledge=knowledge,
-                settings=Settings(require_jwt=False),
-                http=None,
-                now=NOW,
-            )
-        )
+        result = run_offline(service, body, knowledge=knowledge, now=NOW)
     except RequestError as exc:
         return exc.status
     cards = dump_model(result.response)["cards"]

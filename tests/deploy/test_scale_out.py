@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from tests.processes import free_port, start_cds, stop, wait_until_healthy
 from tests.trust.conftest import (
     claims,
     new_ec_key,
+    patient_view_request,
     postgres_available,
     postgres_url,
     sign,
@@ -79,50 +79,6 @@ class Cluster:
     processes: dict[str, subprocess.Popen[bytes]]
     access_log: Path
     database_url: str
-
-
-def _request(patient: str = "p1") -> dict[str, Any]:
-    return {
-        "hook": "patient-view",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/x", "patientId": patient},
-        "prefetch": {
-            "patient": {"resourceType": "Patient", "id": patient, "gender": "female"},
-            "conditions": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [
-                    {
-                        "resource": {
-                            "resourceType": "Condition",
-                            "id": "bc",
-                            "code": {
-                                "coding": [
-                                    {
-                                        "system": "http://hl7.org/fhir/sid/icd-10-cm",
-                                        "code": "C50.911",
-                                    }
-                                ]
-                            },
-                            "onsetDateTime": "2020-01-01",
-                        }
-                    },
-                    {
-                        "resource": {
-                            "resourceType": "Condition",
-                            "id": "pain",
-                            "code": {
-                                "coding": [
-                                    {"system": "http://snomed.info/sct", "code": "161891005"}
-                                ]
-                            },
-                            "onsetDateTime": datetime.now(UTC).date().isoformat(),
-                        }
-                    },
-                ],
-            },
-        },
-    }
 
 
 def _feedback(card: str, when: str) -> dict[str, Any]:
@@ -205,7 +161,7 @@ def _feedback_rows(database_url: str) -> dict[str, int]:
 def test_hook_calls_spread_over_both_replicas(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.nginx_url, timeout=10) as http:
         for _ in range(20):
-            response = http.post(f"/cds-services/{SERVICE}", json=_request())
+            response = http.post(f"/cds-services/{SERVICE}", json=patient_view_request())
             assert response.status_code == 200
             assert response.json()["cards"]
     upstreams = {line.split()[0] for line in cluster.access_log.read_text().splitlines()}
@@ -214,7 +170,9 @@ def test_hook_calls_spread_over_both_replicas(cluster: Cluster) -> None:
 
 def test_feedback_to_either_replica_is_stored_once_and_reported_by_both(cluster: Cluster) -> None:
     a, b = cluster.replicas["a"], cluster.replicas["b"]
-    card = httpx.post(f"{a}/cds-services/{SERVICE}", json=_request(), timeout=10).json()["cards"][0]
+    card = httpx.post(
+        f"{a}/cds-services/{SERVICE}", json=patient_view_request(), timeout=10
+    ).json()["cards"][0]
     body = _feedback(card["uuid"], "2026-11-25T10:00:00Z")
     assert (
         httpx.post(f"{a}/cds-services/{SERVICE}/feedback", json=body, timeout=10).status_code == 200
@@ -235,11 +193,15 @@ def test_jwt_replayed_at_the_other_replica_is_rejected(cluster: Cluster) -> None
     token = sign(KEY, claims(aud, iss=ISS))
     headers = {"Authorization": f"Bearer {token}"}
     first = httpx.post(
-        f"{cluster.replicas['a']}/cds-services/{SERVICE}", json=_request(), headers=headers
+        f"{cluster.replicas['a']}/cds-services/{SERVICE}",
+        json=patient_view_request(),
+        headers=headers,
     )
     assert first.status_code == 200
     replay = httpx.post(
-        f"{cluster.replicas['b']}/cds-services/{SERVICE}", json=_request(), headers=headers
+        f"{cluster.replicas['b']}/cds-services/{SERVICE}",
+        json=patient_view_request(),
+        headers=headers,
     )
     assert replay.status_code == 401
     assert replay.json()["issue"][0]["diagnostics"] == "unauthorized"

@@ -3,7 +3,7 @@
 The request goes through the real application (routing, body reading, validation, the rules,
 rendering, the store) over an in-memory ASGI transport, so no socket or load generator blurs
 the picture. Prints the median time of a few calls next to the time orjson needs just to parse
-the body, then the functions that take the most time.
+the body, each step of a call timed on its own, then the functions that take the most time.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,13 @@ import orjson
 
 from bench.workloads import build_workloads
 from cds.app import create_app
-from cds.knowledge import load_knowledge
+from cds.cards import build_cards
+from cds.engine import evaluate
+from cds.hooks import Card, CdsResponse, HookRequest, dump_model
+from cds.knowledge import Knowledge, load_knowledge
+from cds.prefetch import resolve_prefetch
+from cds.record import PatientRecord
+from cds.service_call import draft_orders_of, run_service
 from cds.settings import Settings
 
 
@@ -66,6 +73,84 @@ async def _profile(body: bytes, service_id: str, repeat: int, top: int) -> str:
     return out.getvalue()
 
 
+def phase_times(
+    knowledge: Knowledge, service_id: str, body: bytes, repeat: int = 20
+) -> dict[str, float]:
+    """Median milliseconds of each step of one call, run directly (no HTTP, no database)."""
+    service = knowledge.services[service_id]
+    settings = Settings(log_level="WARNING")
+    now = datetime.now(UTC)
+    loop = asyncio.new_event_loop()
+    try:
+        data = orjson.loads(body)
+        request = HookRequest.model_validate(data)
+        resolved = loop.run_until_complete(
+            resolve_prefetch(request, service.prefetch, None, budget_seconds=1.0)
+        )
+        patient_id = str(request.context["patientId"])
+        drafts = draft_orders_of(request.hook, request.context)
+
+        def build() -> PatientRecord:
+            return PatientRecord.build(
+                resolved.resources,
+                now=now,
+                patient_id=patient_id,
+                draft_orders=drafts,
+                ingredients=knowledge.ingredients,
+            )
+
+        record = build()
+        fired = evaluate(knowledge, service.rules, record).fired
+
+        def cards() -> list[Card]:
+            return build_cards(
+                knowledge,
+                fired,
+                hook_instance=request.hook_instance,
+                patient_id=patient_id,
+                base_url=settings.public_base_url,
+            )
+
+        response = CdsResponse(cards=cards())
+        steps: dict[str, Callable[[], object]] = {
+            "parse the body (orjson)": lambda: orjson.loads(body),
+            "check the request envelope": lambda: HookRequest.model_validate(data),
+            "split the prefetch": lambda: loop.run_until_complete(
+                resolve_prefetch(request, service.prefetch, None, budget_seconds=1.0)
+            ),
+            "index the record": build,
+            "evaluate the service's rules": lambda: evaluate(knowledge, service.rules, record),
+            "build the cards": cards,
+            "render the response": lambda: orjson.dumps(dump_model(response)),
+            "whole call (run_service + render)": lambda: orjson.dumps(
+                dump_model(
+                    loop.run_until_complete(
+                        run_service(
+                            service,
+                            HookRequest.model_validate(orjson.loads(body)),
+                            knowledge=knowledge,
+                            settings=settings,
+                            http=None,
+                            now=now,
+                        )
+                    ).response
+                )
+            ),
+        }
+        times = {}
+        for name, step in steps.items():
+            step()
+            samples = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                step()
+                samples.append((time.perf_counter() - started) * 1000)
+            times[name] = statistics.median(samples)
+        return times
+    finally:
+        loop.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--workload", default="large", choices=("small", "large", "order-sign"))
@@ -79,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if workload is None:
         print(f"no {args.workload} workload for this knowledge", file=sys.stderr)
         return 2
+    for name, ms in phase_times(knowledge, workload.service_id, workload.body).items():
+        print(f"{ms:10.3f} ms  {name}")
     print(asyncio.run(_profile(workload.body, workload.service_id, args.repeat, args.top)))
     return 0
 

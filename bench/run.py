@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from bench.load import LoadResult, available_tool, run_load
+from bench.profile import phase_times
 from bench.workloads import Workload, build_workloads
 from cds.knowledge import Knowledge, load_knowledge
 from cds.prefetch import render_template
@@ -460,7 +461,14 @@ def run(limits: Limits, tool: str, seed: int) -> tuple[str, list[str]]:
         bench.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
+    print("timing the steps of one call in-process …", flush=True)
+    phases = {
+        w.name: phase_times(knowledge, w.service_id, w.body, repeat=3 if w.name == "large" else 30)
+        for w in workloads
+        if w.name in ("small", "large")
+    }
     return _report(
+        phases=phases,
         knowledge=knowledge,
         knowledge_seconds=knowledge_seconds,
         start_times=start_times,
@@ -479,6 +487,7 @@ def run(limits: Limits, tool: str, seed: int) -> tuple[str, list[str]]:
 
 def _report(
     *,
+    phases: dict[str, dict[str, float]],
     knowledge: Knowledge,
     knowledge_seconds: float,
     start_times: list[float],
@@ -611,6 +620,20 @@ def _report(
         + ", ".join(f"{t:.2f} s" for t in start_times)
         + ".",
     ]
+    if phases:
+        names = list(phases)
+        lines += [
+            "",
+            "Where the time of one call goes, each step run on its own in the benchmark "
+            "process (median ms; no HTTP, no database):",
+            "",
+            "| step | " + " | ".join(names) + " |",
+            "|---|" + "--:|" * len(names),
+        ]
+        steps = list(dict.fromkeys(step for times in phases.values() for step in times))
+        for step in steps:
+            cells = [_fmt(phases[name].get(step), 3) for name in names]
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines), lines
 
 

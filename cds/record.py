@@ -77,11 +77,13 @@ class PatientRecord:
     now: datetime
     items: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
     skipped: int = 0
-    _by_code: dict[tuple[str, str, str], list[Item]] = field(
-        default_factory=lambda: defaultdict(list)
+    # kind -> (system, code) -> items; and kind -> (ICD system, code prefix) -> items. Keyed by
+    # kind first so that a look-up intersects two key sets (in C) instead of probing each code.
+    _by_code: dict[str, dict[tuple[str, str], list[Item]]] = field(
+        default_factory=lambda: defaultdict(dict)
     )
-    _by_prefix: dict[tuple[str, str, str], list[Item]] = field(
-        default_factory=lambda: defaultdict(list)
+    _by_prefix: dict[str, dict[tuple[str, str], list[Item]]] = field(
+        default_factory=lambda: defaultdict(dict)
     )
     _found: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
     _count: int = 0
@@ -155,8 +157,9 @@ class PatientRecord:
         if len(codings) == 1 and codings[0][0] not in (RXNORM, ICD10CM):
             # the usual case (one LOINC or SNOMED coding): no ingredients, no families
             system, code, _ = codings[0]
-            self._by_code[(kind, system, code)].append(item)
+            self._by_code[kind].setdefault((system, code), []).append(item)
             return
+        by_code = self._by_code[kind]
         seen: set[tuple[str, str]] = set()
         for system, code, _ in codings:
             keys = [(system, code)]
@@ -166,10 +169,11 @@ class PatientRecord:
                 if key in seen:
                     continue
                 seen.add(key)
-                self._by_code[(kind, *key)].append(item)
+                by_code.setdefault(key, []).append(item)
             if system == ICD10CM:
+                by_prefix = self._by_prefix[kind]
                 for n in range(3, len(code)):
-                    self._by_prefix[(kind, system, code[:n])].append(item)
+                    by_prefix.setdefault((system, code[:n]), []).append(item)
 
     def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
         """Every item of ``kind`` with a code in ``valueset``, in record order, once each.
@@ -183,14 +187,18 @@ class PatientRecord:
         if found is not None:
             return found
         hits: dict[int, Item] = {}
-        for system, code in valueset.codes:
-            for item in self._by_code.get((kind, system, code), ()):
+        by_code = self._by_code.get(kind, {})
+        by_prefix = self._by_prefix.get(kind, {})
+        for key in by_code.keys() & valueset.codes:
+            for item in by_code[key]:
                 hits.setdefault(item.seq, item)
-        for system, prefix in valueset.prefixes:
-            for item in self._by_code.get((kind, system, prefix), ()):
-                hits.setdefault(item.seq, item)
-            for item in self._by_prefix.get((kind, system, prefix), ()):
-                hits.setdefault(item.seq, item)
+        if valueset.prefixes:
+            for key in by_code.keys() & valueset.prefixes:
+                for item in by_code[key]:
+                    hits.setdefault(item.seq, item)
+            for key in by_prefix.keys() & valueset.prefixes:
+                for item in by_prefix[key]:
+                    hits.setdefault(item.seq, item)
         found = [hits[seq] for seq in sorted(hits)]
         self._found[cache_key] = found
         return found

@@ -463,7 +463,7 @@ def run(limits: Limits, tool: str, seed: int) -> tuple[str, list[str]]:
     load_after = os.getloadavg()
     print("timing the steps of one call in-process …", flush=True)
     phases = {
-        w.name: phase_times(knowledge, w.service_id, w.body, repeat=3 if w.name == "large" else 30)
+        w.name: phase_times(knowledge, w.service_id, w.body, repeat=5 if w.name == "large" else 30)
         for w in workloads
         if w.name in ("small", "large")
     }
@@ -504,15 +504,18 @@ def _report(
 ) -> tuple[str, list[str]]:
     low, high = limits.connections
     machine = _machine()
+    # The stricter of two baselines: a fresh interpreter, and this warm process.
+    fresh_parse_ms = large_parse_ms
+    warm_parse_ms = phases.get("large", {}).get("parse the body (orjson)", float("nan"))
+    large_parse_ms = min(
+        (ms for ms in (fresh_parse_ms, warm_parse_ms) if ms == ms), default=float("nan")
+    )
     lines = [
         f"Run {started_at:%Y-%m-%d %H:%M} UTC on {machine['cpu']}, {machine['memory']}, "
         f"{machine['os']}, Python {machine['python']}. Load generator: {tool}, one thread. "
-        f"Load average before / after the run: {load[0][0]:.2f} / {load[1][0]:.2f}"
-        + (
-            " (the machine was shared with other work during the run)."
-            if max(load[0][0], load[1][0]) > 0.5
-            else "."
-        ),
+        f"Load average before / after the run: {load[0][0]:.2f} / {load[1][0]:.2f} (the "
+        "benchmark itself keeps about two processes busy; anything above that was other work "
+        "on the machine).",
         "",
         f"Knowledge: {len(knowledge.rules)} rules in {len(knowledge.services)} services. "
         f"Each run: at most {limits.max_requests} requests ({limits.large_max_requests} for "
@@ -612,8 +615,9 @@ def _report(
         lines.append(f"| {name} | {_fmt(value, 2)} | {goal} | {verdict} |")
     lines += [
         "",
-        f"Reference points: orjson parses the large body in {_fmt(large_parse_ms, 1)} ms "
-        f"in-process; the service's own logged time for a large call is "
+        f"Reference points: orjson parses the large body in {_fmt(fresh_parse_ms, 1)} ms in a "
+        f"fresh interpreter and {_fmt(warm_parse_ms, 1)} ms in this warm process (the target "
+        f"uses the smaller); the service's own logged time for a large call is "
         f"{_fmt(large_server, 1)} ms (median); the slowest single FHIR query of the fallback "
         f"takes {_fmt(slowest_query_ms, 1)} ms alone; loading the knowledge takes "
         f"{knowledge_seconds:.2f} s in-process; start-up samples "

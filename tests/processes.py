@@ -47,8 +47,12 @@ def start_cds(
     graceful_seconds: int = 10,
     log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`cds serve` as a child process; returns once /healthz answers."""
-    full_env = {**os.environ, **env}
+    """`cds serve` as a child process; returns once /healthz answers.
+
+    The process starts isolated from the developer's environment: SQLite (under the
+    ``CDS_DATA_DIR`` the caller gives) and no JWT requirement, unless ``env`` says otherwise.
+    """
+    full_env = {**os.environ, "CDS_DATABASE_URL": "", "CDS_REQUIRE_JWT": "false", **env}
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [

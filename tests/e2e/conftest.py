@@ -54,8 +54,6 @@ def _serve(
         port,
         {
             "CDS_DATA_DIR": str(folder / "var"),
-            "CDS_DATABASE_URL": "",
-            "CDS_REQUIRE_JWT": "false",
             "CDS_FHIR_TIMEOUT_SECONDS": str(budget_seconds),
             "CDS_FHIR_MAX_PAGES": str(max_pages),
             "CDS_ALLOW_HTTP_FHIR": "false",

@@ -50,8 +50,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         port,
         {
             "CDS_DATA_DIR": str(folder / "var"),
-            "CDS_DATABASE_URL": "",
-            "CDS_REQUIRE_JWT": "false",
             "CDS_MAX_BODY_BYTES": str(MAX_BODY),
         },
         log_path=log_path,

@@ -61,8 +61,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         port,
         {
             "CDS_DATA_DIR": str(folder / "var"),
-            "CDS_DATABASE_URL": "",
-            "CDS_REQUIRE_JWT": "false",
             "CDS_FHIR_TIMEOUT_SECONDS": str(BUDGET_SECONDS),
             "CDS_FHIR_MAX_PAGES": str(MAX_PAGES),
             "CDS_LOG_LEVEL": "INFO",

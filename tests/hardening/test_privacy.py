@@ -92,8 +92,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         port,
         {
             "CDS_DATA_DIR": str(folder / "var"),
-            "CDS_DATABASE_URL": "",
-            "CDS_REQUIRE_JWT": "false",
             "CDS_TRUSTED_CLIENTS_FILE": str(clients),
             "CDS_PUBLIC_BASE_URL": base,
             "CDS_FHIR_TIMEOUT_SECONDS": "3",

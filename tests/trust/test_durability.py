@@ -115,7 +115,7 @@ def check_after_restart(tmp_path: Path, env: dict[str, str], acknowledged: set[s
 
 def test_sqlite_keeps_every_acknowledged_item(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
-    env = {"CDS_DATA_DIR": str(data_dir), "CDS_DATABASE_URL": "", "CDS_REQUIRE_JWT": "false"}
+    env = {"CDS_DATA_DIR": str(data_dir)}
     acknowledged, unexpected = post_until_killed(tmp_path, env)
     assert unexpected == []
     assert len(acknowledged) >= KILL_AFTER

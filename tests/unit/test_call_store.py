@@ -42,6 +42,11 @@ def _card(uuid: str, rule: str = "rule-a", patient: str = "pk-1") -> ShownCard:
     )
 
 
+def _received() -> datetime:
+    """Feedback's receipt time is the real clock's, as in the route (refresh reads by it)."""
+    return datetime.now(UTC)
+
+
 def _override(card: str, code: str = "already-addressed", when: datetime = NOW) -> FeedbackItem:
     return FeedbackItem.model_validate(
         {
@@ -95,7 +100,7 @@ def test_feedback_through_the_front_finds_its_card_and_suppresses_at_once(
 ) -> None:
     front.record_cards([_card("c1")])
     assert front.suppressed_rules("pk-1", ["rule-a"], NOW - timedelta(days=30)) == set()
-    assert front.save_feedback("svc", [_override("c1")], NOW) == 1
+    assert front.save_feedback("svc", [_override("c1")], _received()) == 1
     with sql_store.engine.connect() as connection:
         (hook_instance,) = connection.execute(select(feedback.c.hook_instance)).one()
     assert hook_instance == "hi-1"  # the card was written before the feedback
@@ -109,7 +114,7 @@ def test_feedback_through_the_front_finds_its_card_and_suppresses_at_once(
 
 def test_a_reason_that_does_not_suppress_does_not(front: CallStore) -> None:
     front.record_cards([_card("c1")])
-    front.save_feedback("svc", [_override("c1", code="not-clinically-relevant")], NOW)
+    front.save_feedback("svc", [_override("c1", code="not-clinically-relevant")], _received())
     assert front.suppressed_rules("pk-1", ["rule-a"], NOW - timedelta(days=30)) == set()
 
 
@@ -119,7 +124,7 @@ def test_feedback_given_elsewhere_applies_after_a_refresh(
     other = open_store(Settings(data_dir=tmp_path), SUPPRESSING)  # another worker or replica
     try:
         other.record_cards([_card("c9", patient="pk-9")])
-        other.save_feedback("svc", [_override("c9")], NOW)
+        other.save_feedback("svc", [_override("c9")], _received())
     finally:
         other.close()
     since = NOW - timedelta(days=30)
@@ -132,8 +137,8 @@ def test_feedback_given_elsewhere_applies_after_a_refresh(
 
 def test_start_loads_suppressions_already_in_the_database(sql_store: SqlStore) -> None:
     sql_store.record_cards([_card("c1"), _card("old", rule="rule-old")])
-    sql_store.save_feedback("svc", [_override("c1")], NOW)
-    sql_store.save_feedback("svc", [_override("old", when=NOW - timedelta(days=90))], NOW)
+    sql_store.save_feedback("svc", [_override("c1")], _received())
+    sql_store.save_feedback("svc", [_override("old", when=NOW - timedelta(days=90))], _received())
     call_store = CallStore(sql_store, window_days=30, refresh_seconds=3600)
     call_store.start()
     try:
@@ -237,11 +242,11 @@ def test_the_front_works_on_postgresql(postgres_settings: Settings) -> None:
         call_store.record_cards([_card("c1"), _card("c1"), _card("c2", rule="rule-b")])
         call_store.flush()
         assert _rows(store) == {"c1": "rule-a", "c2": "rule-b"}  # the duplicate is ignored
-        assert call_store.save_feedback("svc", [_override("c1")], NOW) == 1
+        assert call_store.save_feedback("svc", [_override("c1")], _received()) == 1
         since = NOW - timedelta(days=30)
         assert call_store.suppressed_rules("pk-1", ["rule-a", "rule-b"], since) == {"rule-a"}
         other.record_cards([_card("c9", patient="pk-9")])
-        other.save_feedback("svc", [_override("c9")], NOW)
+        other.save_feedback("svc", [_override("c9")], _received())
         call_store.refresh()
         assert call_store.suppressed_rules("pk-9", ["rule-a"], since) == {"rule-a"}
     finally:

@@ -8,12 +8,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds.engine import Fired
-from cds.hooks import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
+from cds.errors import KnowledgeError
+from cds.hooks import (
+    Action,
+    Card,
+    Coding,
+    Link,
+    OverrideReason,
+    Source,
+    Suggestion,
+    dump_model,
+)
 from cds.knowledge import Knowledge
 from cds.rules import Rule, SuggestionSpec
 from cds.suggestion_check import fill_placeholders
 
-__all__ = ["OVERRIDE_REASON_SYSTEM", "RULE_SYSTEM", "build_cards", "card_uuid"]
+__all__ = [
+    "OVERRIDE_REASON_SYSTEM",
+    "RULE_SYSTEM",
+    "build_cards",
+    "card_uuid",
+    "render_cards",
+]
 
 RULE_SYSTEM = "urn:cds:breast-cancer-followup:rule"
 OVERRIDE_REASON_SYSTEM = "urn:cds:breast-cancer-followup:override-reason"
@@ -33,14 +49,32 @@ def escape_markdown(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class _SuggestionParts:
+    """One suggestion as wire JSON, less its uuid; ``resource`` has the patient slots blank."""
+
+    spec_id: str
+    wire: dict[str, Any]  # the whole suggestion: uuid and actions are replaced per call
+    action: dict[str, Any]  # the whole action: resource is replaced per call
+    resource: dict[str, Any]  # pruned; subject/recipient (when present) are set per call
+    resource_without_patient: dict[str, Any]  # pruned, as it goes out when there is no patient
+    recipient: bool  # a CommunicationRequest: the patient is its recipient too
+
+
+@dataclass(frozen=True)
 class _RuleParts:
-    """What a rule's card holds whatever the patient: built once per knowledge and base URL."""
+    """What a rule's card holds whatever the patient, as wire JSON (pruned, camelCase).
+
+    Built once per knowledge and base URL from the pydantic models, so each part is validated
+    once; a call then only fills in the uuids, the detail and the patient. The nested dicts
+    are shared between calls and must not be mutated.
+    """
 
     summary: str
-    source: Source
-    override_reasons: list[OverrideReason]
-    links: list[Link]
-    suggestions: list[tuple[SuggestionSpec, dict[str, Any]]]  # resources, placeholders filled
+    indicator: str
+    source: dict[str, Any]
+    override_reasons: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    suggestions: list[_SuggestionParts]
     detail_head: list[str]
     detail_tail: list[str]
 
@@ -49,6 +83,37 @@ class _RuleParts:
 # id reused after garbage collection can never match.
 _PARTS: dict[tuple[int, int, str], tuple[Knowledge, Rule, _RuleParts]] = {}
 _PARTS_LIMIT = 4096
+# Stands in for the patient while the static resource is pruned: keeps the key's position.
+_PATIENT_SLOT = {"reference": "Patient/-"}
+
+
+def _suggestion_parts(spec: SuggestionSpec, base: str) -> _SuggestionParts:
+    filled: dict[str, Any] = fill_placeholders(dict(spec.resource), base)
+    recipient = filled.get("resourceType") == "CommunicationRequest"
+    with_slots = dict(filled)
+    with_slots["subject"] = _PATIENT_SLOT
+    if recipient:
+        with_slots["recipient"] = [_PATIENT_SLOT]
+    wire, without_patient = (
+        dump_model(
+            Suggestion(
+                label=spec.label,
+                uuid="-",
+                is_recommended=spec.recommended or None,
+                actions=[Action(type="create", description=spec.description, resource=resource)],
+            )
+        )
+        for resource in (with_slots, filled)
+    )
+    action = wire["actions"][0]
+    return _SuggestionParts(
+        spec_id=spec.id,
+        wire=wire,
+        action=action,
+        resource=action["resource"],
+        resource_without_patient=without_patient["actions"][0]["resource"],
+        recipient=recipient,
+    )
 
 
 def _parts(knowledge: Knowledge, rule: Rule, base: str) -> _RuleParts:
@@ -67,23 +132,26 @@ def _parts(knowledge: Knowledge, rule: Rule, base: str) -> _RuleParts:
     beyond = " This rule goes beyond what the document says." if rule.source.beyond_source else ""
     parts = _RuleParts(
         summary=template.summary,
-        source=Source(
-            label=f"Breast cancer follow-up: {rule.source.section}"[:100],
-            url=f"{base}/knowledge/{rule.id}",
-            topic=Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title),
+        indicator=rule.card.indicator,
+        source=dump_model(
+            Source(
+                label=f"Breast cancer follow-up: {rule.source.section}"[:100],
+                url=f"{base}/knowledge/{rule.id}",
+                topic=Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title),
+            )
         ),
         override_reasons=[
-            OverrideReason(
-                system=OVERRIDE_REASON_SYSTEM,
-                code=code,
-                display=knowledge.override_reasons[code].display,
+            dump_model(
+                OverrideReason(
+                    system=OVERRIDE_REASON_SYSTEM,
+                    code=code,
+                    display=knowledge.override_reasons[code].display,
+                )
             )
             for code in rule.override_reasons
         ],
-        links=links,
-        suggestions=[
-            (spec, fill_placeholders(dict(spec.resource), base)) for spec in rule.suggestions
-        ],
+        links=[dump_model(link) for link in links],
+        suggestions=[_suggestion_parts(spec, base) for spec in rule.suggestions],
         detail_head=[template.detail.strip(), "", "**Why this card**", ""],
         detail_tail=[
             "",
@@ -94,10 +162,78 @@ def _parts(knowledge: Knowledge, rule: Rule, base: str) -> _RuleParts:
             f"Rule `{rule.id}` v{rule.version} ({rule.review.state}).",
         ],
     )
+    # The whole card is checked against the Card model once, with stand-ins for what varies.
+    sample = _card(parts, rule.id, hook_instance="-", patient_id="-", detail="-")
+    if dump_model(Card.model_validate(sample)) != sample:
+        raise KnowledgeError([f"rules/{rule.id}.yaml: its card renders unlike the Card model"])
     if len(_PARTS) >= _PARTS_LIMIT:
         _PARTS.clear()
     _PARTS[key] = (knowledge, rule, parts)
     return parts
+
+
+def _card(
+    parts: _RuleParts, rule_id: str, *, hook_instance: str, patient_id: str | None, detail: str
+) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "uuid": card_uuid(hook_instance, rule_id),
+        "summary": parts.summary,
+        "detail": detail,
+        "indicator": parts.indicator,
+        "source": parts.source,
+    }
+    if parts.suggestions:
+        suggestions = []
+        for suggestion in parts.suggestions:
+            if patient_id:
+                resource = dict(suggestion.resource)
+                resource["subject"] = {"reference": f"Patient/{patient_id}"}
+                if suggestion.recipient:
+                    resource["recipient"] = [{"reference": f"Patient/{patient_id}"}]
+            else:
+                resource = suggestion.resource_without_patient
+            # Keys assigned over the template's keep their place: the wire order is the model's.
+            wire = dict(suggestion.wire)
+            wire["uuid"] = card_uuid(hook_instance, rule_id, suggestion.spec_id)
+            action = dict(suggestion.action)
+            action["resource"] = resource
+            wire["actions"] = [action]
+            suggestions.append(wire)
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    if parts.override_reasons:
+        card["overrideReasons"] = parts.override_reasons
+    if parts.links:
+        card["links"] = parts.links
+    return card
+
+
+def render_cards(
+    knowledge: Knowledge,
+    fired: Iterable[Fired],
+    *,
+    hook_instance: str,
+    patient_id: str | None,
+    base_url: str,
+) -> list[dict[str, Any]]:
+    """The cards as wire JSON, exactly what ``dump_model`` of :func:`build_cards` gives.
+
+    Nested parts are shared between calls (read-only): serialise them, never mutate them.
+    """
+    base = base_url.rstrip("/")
+    cards = []
+    for item in fired:
+        parts = _parts(knowledge, item.rule, base)
+        cards.append(
+            _card(
+                parts,
+                item.rule.id,
+                hook_instance=hook_instance,
+                patient_id=patient_id,
+                detail=_detail(parts, item),
+            )
+        )
+    return cards
 
 
 def build_cards(
@@ -108,42 +244,11 @@ def build_cards(
     patient_id: str | None,
     base_url: str,
 ) -> list[Card]:
-    base = base_url.rstrip("/")
-    cards = []
-    for item in fired:
-        rule = item.rule
-        parts = _parts(knowledge, rule, base)
-        suggestions = []
-        for spec, filled in parts.suggestions:
-            resource = dict(filled)  # nested parts are shared, read-only, between calls
-            if patient_id:
-                resource["subject"] = {"reference": f"Patient/{patient_id}"}
-                if resource.get("resourceType") == "CommunicationRequest":
-                    resource["recipient"] = [{"reference": f"Patient/{patient_id}"}]
-            suggestions.append(
-                Suggestion(
-                    label=spec.label,
-                    uuid=card_uuid(hook_instance, rule.id, spec.id),
-                    is_recommended=spec.recommended or None,
-                    actions=[
-                        Action(type="create", description=spec.description, resource=resource)
-                    ],
-                )
-            )
-        cards.append(
-            Card(
-                uuid=card_uuid(hook_instance, rule.id),
-                summary=parts.summary,
-                detail=_detail(parts, item),
-                indicator=rule.card.indicator,
-                source=parts.source,
-                suggestions=suggestions,
-                selection_behavior="any" if suggestions else None,
-                override_reasons=parts.override_reasons,
-                links=parts.links,
-            )
-        )
-    return cards
+    """The cards as validated :class:`~cds.hooks.Card` models (slower than :func:`render_cards`)."""
+    wire = render_cards(
+        knowledge, fired, hook_instance=hook_instance, patient_id=patient_id, base_url=base_url
+    )
+    return [Card.model_validate(card) for card in wire]
 
 
 def _detail(parts: _RuleParts, fired: Fired) -> str:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
 from cds.call_store import CallStore
-from cds.cards import build_cards
+from cds.cards import render_cards
 from cds.engine import Fired, evaluate
 from cds.errors import BadRequest, PrefetchUnavailable
 from cds.fhir_client import FhirClient, check_fhir_server_url
-from cds.hooks import CdsResponse, HookRequest
+from cds.hooks import CdsResponse, HookRequest, dump_model
 from cds.knowledge import Knowledge, Service
 from cds.prefetch import resolve_prefetch
 from cds.record import PatientRecord
@@ -32,14 +31,52 @@ __all__ = ["CallResult", "draft_orders_of", "patient_key", "run_offline", "run_s
 _ORDER_HOOKS = ("order-select", "order-sign")
 
 
-@dataclass
 class CallResult:
-    response: CdsResponse
-    fired: list[Fired]
-    not_evaluated: dict[str, str]
-    fetched: list[str] = field(default_factory=list)
-    fetch_errors: list[str] = field(default_factory=list)
-    skipped_resources: int = 0
+    """One call's outcome. ``cards`` is the wire JSON sent; ``response`` its validated model.
+
+    A call renders its cards straight to wire JSON (see :func:`~cds.cards.render_cards`); the
+    pydantic :class:`~cds.hooks.CdsResponse` is built from them only when someone asks for it.
+    Either one may be given.
+    """
+
+    def __init__(
+        self,
+        *,
+        fired: list[Fired],
+        not_evaluated: dict[str, str],
+        response: CdsResponse | None = None,
+        cards: list[dict[str, Any]] | None = None,
+        fetched: list[str] | None = None,
+        fetch_errors: list[str] | None = None,
+        skipped_resources: int = 0,
+    ) -> None:
+        if response is None and cards is None:
+            raise ValueError("a CallResult needs its response or its cards")
+        self._response = response
+        self._cards = cards
+        self.fired = fired
+        self.not_evaluated = not_evaluated
+        self.fetched = fetched if fetched is not None else []
+        self.fetch_errors = fetch_errors if fetch_errors is not None else []
+        self.skipped_resources = skipped_resources
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        """The cards as sent: camelCase, no nulls or empty arrays. Shared parts: do not mutate."""
+        if self._cards is None:
+            assert self._response is not None
+            self._cards = dump_model(self._response)["cards"]
+        return self._cards
+
+    @property
+    def response(self) -> CdsResponse:
+        if self._response is None:
+            self._response = CdsResponse.model_validate({"cards": self.cards})
+        return self._response
+
+    def wire(self) -> dict[str, Any]:
+        """The response body, ready for ``orjson.dumps``."""
+        return {"cards": self.cards}
 
 
 def patient_key(patient_id: str, secret: str) -> str:
@@ -157,7 +194,7 @@ async def run_service(
     evaluation = evaluate(
         knowledge, service.rules, record, suppressed=suppressed, unavailable=unavailable
     )
-    cards = build_cards(
+    cards = render_cards(
         knowledge,
         evaluation.fired,
         hook_instance=request.hook_instance,
@@ -167,13 +204,13 @@ async def run_service(
     if store is not None and cards:
         shown = [
             ShownCard(
-                card_uuid=card.uuid,
+                card_uuid=card["uuid"],
                 service_id=service.spec.id,
                 rule_id=fired.rule.id,
                 rule_version=fired.rule.version,
                 hook=request.hook,
                 hook_instance=request.hook_instance,
-                indicator=card.indicator,
+                indicator=card["indicator"],
                 patient_key=hashed_patient,
                 shown_at=now,
             )
@@ -184,7 +221,7 @@ async def run_service(
         else:
             await asyncio.to_thread(store.record_cards, shown)
     return CallResult(
-        response=CdsResponse(cards=cards),
+        cards=cards,
         fired=evaluation.fired,
         not_evaluated=evaluation.not_evaluated,
         fetched=data.fetched,

@@ -133,14 +133,14 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
         )
         status = 200
         fields.update(
-            cards=len(result.response.cards),
+            cards=len(result.cards),
             rules=[f.rule.id for f in result.fired],
             fetched=result.fetched,
             fetchErrors=result.fetch_errors,
             skippedResources=result.skipped_resources,
         )
         request.state.call_result = result
-        return JSONResponse(dump_model(result.response))
+        return JSONResponse(result.wire())
     except RequestError as exc:
         status = exc.status
         fields["error"] = type(exc).__name__

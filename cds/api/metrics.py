@@ -87,8 +87,8 @@ class RequestMetricsMiddleware:
         if result is not None:
             metrics.record_cards(
                 [
-                    (fired.rule.id, card.indicator)
-                    for fired, card in zip(result.fired, result.response.cards, strict=False)
+                    (fired.rule.id, card["indicator"])
+                    for fired, card in zip(result.fired, result.cards, strict=False)
                 ]
             )
             metrics.record_fetch_errors(result.fetch_errors)

@@ -1,0 +1,173 @@
+"""Cards rendered straight to wire JSON equal what the pydantic models give, for every rule.
+
+The reference below builds each card from the :mod:`cds.hooks` models and dumps it with
+``dump_model``, the way every card was rendered before :func:`cds.cards.render_cards`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from cds.cards import (
+    OVERRIDE_REASON_SYSTEM,
+    RULE_SYSTEM,
+    build_cards,
+    card_uuid,
+    escape_markdown,
+    render_cards,
+)
+from cds.engine import Evidence, Fired
+from cds.hooks import (
+    Action,
+    Card,
+    CdsResponse,
+    Coding,
+    Link,
+    OverrideReason,
+    Source,
+    Suggestion,
+    dump_model,
+)
+from cds.knowledge import Knowledge
+from cds.rules import Rule
+from cds.service_call import CallResult
+from cds.suggestion_check import fill_placeholders
+
+
+def _reference_card(
+    knowledge: Knowledge, fired: Fired, *, hook_instance: str, patient_id: str | None, base: str
+) -> dict[str, Any]:
+    rule = fired.rule
+    template = knowledge.templates[rule.card.template]
+    links = [
+        Link(label=f"Patient page: {page.title}", url=f"{base}/education/{slug}")
+        for slug in rule.card.education
+        for page in (knowledge.education[slug],)
+    ]
+    links.append(Link(label="Why this rule (knowledge page)", url=f"{base}/knowledge/{rule.id}"))
+    suggestions = []
+    for spec in rule.suggestions:
+        resource = fill_placeholders(dict(spec.resource), base)
+        if patient_id:
+            resource["subject"] = {"reference": f"Patient/{patient_id}"}
+            if resource.get("resourceType") == "CommunicationRequest":
+                resource["recipient"] = [{"reference": f"Patient/{patient_id}"}]
+        suggestions.append(
+            Suggestion(
+                label=spec.label,
+                uuid=card_uuid(hook_instance, rule.id, spec.id),
+                is_recommended=spec.recommended or None,
+                actions=[Action(type="create", description=spec.description, resource=resource)],
+            )
+        )
+    source = knowledge.source
+    beyond = " This rule goes beyond what the document says." if rule.source.beyond_source else ""
+    lines = [template.detail.strip(), "", "**Why this card**", ""]
+    lines += [f"- {escape_markdown(e.line())}" for e in fired.evidence]
+    lines += [f"- {escape_markdown(note)}" for note in fired.absent]
+    lines += [
+        "",
+        f"**Source:** {source.title} ({source.publisher}, current as of "
+        f"{source.current_as_of.isoformat()}), section *{rule.source.section}*: "
+        f"{rule.source.summary}{beyond}",
+        "",
+        f"Rule `{rule.id}` v{rule.version} ({rule.review.state}).",
+    ]
+    card = Card(
+        uuid=card_uuid(hook_instance, rule.id),
+        summary=template.summary,
+        detail="\n".join(lines),
+        indicator=rule.card.indicator,
+        source=Source(
+            label=f"Breast cancer follow-up: {rule.source.section}"[:100],
+            url=f"{base}/knowledge/{rule.id}",
+            topic=Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title),
+        ),
+        suggestions=suggestions,
+        selection_behavior="any" if suggestions else None,
+        override_reasons=[
+            OverrideReason(
+                system=OVERRIDE_REASON_SYSTEM,
+                code=code,
+                display=knowledge.override_reasons[code].display,
+            )
+            for code in rule.override_reasons
+        ],
+        links=links,
+    )
+    return dump_model(card)
+
+
+def _fired(rule: Rule) -> Fired:
+    evidence = (
+        Evidence("bone pain", "Condition", "c1", "Pain [in] *bone*", "2026-05-01"),
+        Evidence("calcium", "Observation", "o1", "Calcium", None, value="11.2 mg/dL"),
+    )
+    return Fired(rule=rule, evidence=evidence, absent=("No known bone metastasis on record",))
+
+
+def _no_empties(value: Any, path: str) -> None:
+    assert value is not None, path
+    if isinstance(value, dict | list):
+        assert value, path
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _no_empties(item, f"{path}.{key}")
+
+
+@pytest.mark.parametrize("patient_id", ["p-1", None])
+@pytest.mark.parametrize("base_url", ["http://cds.example", "https://cds.example/root/"])
+def test_every_rule_renders_as_the_models_do(
+    knowledge: Knowledge, patient_id: str | None, base_url: str
+) -> None:
+    rules = sorted(knowledge.rules.values(), key=lambda rule: rule.id)
+    assert rules
+    fired = [_fired(rule) for rule in rules]
+    wire = render_cards(
+        knowledge, fired, hook_instance="hi-1", patient_id=patient_id, base_url=base_url
+    )
+    base = base_url.rstrip("/")
+    expected = [
+        _reference_card(knowledge, f, hook_instance="hi-1", patient_id=patient_id, base=base)
+        for f in fired
+    ]
+    # Byte for byte, key order included.
+    assert orjson.dumps(wire) == orjson.dumps(expected)
+    for card in wire:
+        _no_empties(card, card["source"]["topic"]["code"])
+        assert dump_model(Card.model_validate(card)) == card
+
+
+def test_build_cards_gives_the_validated_models_of_the_rendered_cards(
+    knowledge: Knowledge,
+) -> None:
+    fired = [_fired(rule) for rule in knowledge.rules.values()]
+    args: dict[str, Any] = {"hook_instance": "h", "patient_id": "p", "base_url": "http://x"}
+    models = build_cards(knowledge, fired, **args)
+    assert [dump_model(card) for card in models] == render_cards(knowledge, fired, **args)
+
+
+def test_a_second_call_does_not_see_the_first_calls_patient(knowledge: Knowledge) -> None:
+    """The static parts are shared between calls: a call must not write into them."""
+    rule = next(r for r in knowledge.rules.values() if r.suggestions)
+    args: dict[str, Any] = {"hook_instance": "h", "base_url": "http://x"}
+    first = orjson.dumps(render_cards(knowledge, [_fired(rule)], patient_id="first", **args))
+    second = orjson.dumps(render_cards(knowledge, [_fired(rule)], patient_id="second", **args))
+    assert b"Patient/first" in first
+    assert b"Patient/first" not in second
+    assert b"Patient/second" in second
+
+
+def test_call_result_gives_its_cards_and_its_validated_response(knowledge: Knowledge) -> None:
+    fired = [_fired(rule) for rule in knowledge.rules.values()]
+    wire = render_cards(knowledge, fired, hook_instance="h", patient_id="p", base_url="http://x")
+    result = CallResult(fired=fired, not_evaluated={}, cards=wire)
+    assert result.wire() == {"cards": wire}
+    assert dump_model(result.response) == {"cards": wire}
+    from_model = CallResult(fired=[], not_evaluated={}, response=CdsResponse(cards=[]))
+    assert from_model.wire() == {"cards": []}
+    with pytest.raises(ValueError, match="response or its cards"):
+        CallResult(fired=[], not_evaluated={})

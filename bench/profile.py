@@ -20,15 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 
 from bench.workloads import build_workloads
 from cds.app import create_app
-from cds.cards import build_cards
+from cds.cards import render_cards
 from cds.engine import evaluate
-from cds.hooks import Card, CdsResponse, HookRequest, dump_model
+from cds.hooks import HookRequest
 from cds.knowledge import Knowledge, load_knowledge
 from cds.prefetch import resolve_prefetch
 from cds.record import PatientRecord
@@ -102,8 +103,8 @@ def phase_times(
         record = build()
         fired = evaluate(knowledge, service.rules, record).fired
 
-        def cards() -> list[Card]:
-            return build_cards(
+        def cards() -> list[dict[str, Any]]:
+            return render_cards(
                 knowledge,
                 fired,
                 hook_instance=request.hook_instance,
@@ -111,7 +112,7 @@ def phase_times(
                 base_url=settings.public_base_url,
             )
 
-        response = CdsResponse(cards=cards())
+        response = {"cards": cards()}
         steps: dict[str, Callable[[], object]] = {
             "parse the body (orjson)": lambda: orjson.loads(body),
             "check the request envelope": lambda: HookRequest.model_validate(data),
@@ -124,20 +125,18 @@ def phase_times(
                 knowledge, service.rules, build()
             ),
             "build the cards": cards,
-            "render the response": lambda: orjson.dumps(dump_model(response)),
+            "render the response": lambda: orjson.dumps(response),
             "whole call (run_service + render)": lambda: orjson.dumps(
-                dump_model(
-                    loop.run_until_complete(
-                        run_service(
-                            service,
-                            HookRequest.model_validate(orjson.loads(body)),
-                            knowledge=knowledge,
-                            settings=settings,
-                            http=None,
-                            now=now,
-                        )
-                    ).response
-                )
+                loop.run_until_complete(
+                    run_service(
+                        service,
+                        HookRequest.model_validate(orjson.loads(body)),
+                        knowledge=knowledge,
+                        settings=settings,
+                        http=None,
+                        now=now,
+                    )
+                ).wire()
             ),
         }
         times = {}

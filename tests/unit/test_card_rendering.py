@@ -6,6 +6,8 @@ The reference below builds each card from the :mod:`cds.hooks` models and dumps 
 
 from __future__ import annotations
 
+import random
+import uuid
 from typing import Any
 
 import orjson
@@ -171,3 +173,27 @@ def test_call_result_gives_its_cards_and_its_validated_response(knowledge: Knowl
     assert from_model.wire() == {"cards": []}
     with pytest.raises(ValueError, match="response or its cards"):
         CallResult(fired=[], not_evaluated={})
+
+
+_MARKDOWN_REFERENCE = {ord(c): "\\" + c for c in "\\`*_{}[]<>()#+!|~"} | {ord("\n"): " "}
+
+
+def test_escape_markdown_escapes_each_special_character_like_a_translation_table() -> None:
+    rnd = random.Random(7)
+    alphabet = "\\`*_{}[]<>()#+!|~\n\r\t -.:/aZ9é😀"
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        assert escape_markdown(text) == text.translate(_MARKDOWN_REFERENCE), repr(text)
+
+
+def test_card_uuid_is_the_rfc_4122_name_based_sha1_uuid() -> None:
+    rnd = random.Random(11)
+    namespace = uuid.UUID("6f0c7a52-52a3-4c59-9d0b-3f1a2f1d7c11")
+    alphabet = "abc-XYZ_09 é😀\x1f"
+    for _ in range(3000):
+        hook_instance, rule_id, part = (
+            "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 20))) for _ in range(3)
+        )
+        expected = uuid.uuid5(namespace, f"{hook_instance}\x1f{rule_id}\x1f{part}")
+        assert card_uuid(hook_instance, rule_id, part) == str(expected)
+    assert card_uuid("h", "r") == str(uuid.uuid5(namespace, "h\x1fr\x1f"))

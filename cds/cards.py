@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ RULE_SYSTEM = "urn:cds:breast-cancer-followup:rule"
 OVERRIDE_REASON_SYSTEM = "urn:cds:breast-cancer-followup:override-reason"
 _NAMESPACE = uuid.UUID("6f0c7a52-52a3-4c59-9d0b-3f1a2f1d7c11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
-# Each markdown-special character gets a backslash (a regex template: str.translate with a
-# dict is several times slower); a line break then becomes a space.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+# Each markdown-special character gets a backslash, the backslash itself first so that the
+# ones added are not doubled; a line break becomes a space. Plain replaces: several times
+# faster than str.translate with a dict or a regex on these short lines.
+_MARKDOWN_ESCAPES = tuple((c, "\\" + c) for c in "\\`*_{}[]<>()#+!|~")
 
 
 def card_uuid(hook_instance: str, rule_id: str, part: str = "") -> str:
@@ -57,7 +57,10 @@ def card_uuid(hook_instance: str, rule_id: str, part: str = "") -> str:
 
 def escape_markdown(text: str) -> str:
     """Data from the record is shown as text, never interpreted as markdown or HTML."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+    for special, escaped in _MARKDOWN_ESCAPES:
+        if special in text:
+            text = text.replace(special, escaped)
+    return text.replace("\n", " ")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cds.fhirtime import parse_duration
 from cds.knowledge import Knowledge
@@ -71,14 +71,26 @@ class Evaluation:
     not_evaluated: dict[str, str] = field(default_factory=dict)  # rule id -> why
 
 
-@dataclass(frozen=True)
-class _Result:
+class _Result(NamedTuple):
+    """A node's outcome. A tuple, not a dataclass: hundreds are made per call."""
+
     holds: bool
     items: tuple[tuple[str, Item], ...] = ()  # (label, item)
     absent: tuple[str, ...] = ()
 
 
 _FALSE = _Result(False)
+
+
+def _merged(parts: list[_Result]) -> _Result:
+    """Results that all hold, as one: their items and absences in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return _Result(
+        True,
+        tuple([i for p in parts for i in p.items]),
+        tuple([a for p in parts for a in p.absent]),
+    )
 
 
 def evaluate(
@@ -109,20 +121,44 @@ def evaluate(
     return evaluation
 
 
-# Node -> its fact (kind, query) or None: nodes are immutable and outlive every call, and this
-# is asked for on every node of every call. The node is kept with the answer, so an id reused
-# after a node is collected never matches.
-_FACTS: dict[int, tuple[Node, tuple[str, FactQuery] | None]] = {}
+# What kind of node a node is, decided once per node (``_plan_of``), not on every call.
+_FACT, _REF, _ALL, _ANY, _NOT, _PATIENT = range(6)
+# A node's plan: (node, kind, payload). Payload: (kind, query) for a fact, the name for a
+# ref, the children for all/any, the child for not, the query for patient. Nodes are immutable
+# and outlive every call; the node is kept with its plan, so an id reused after a node is
+# collected never matches.
+_Plan = tuple[Node, int, Any]
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan_of(node: Node) -> _Plan:
+    cached = _PLANS.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached
+    fact = node.fact()
+    plan: _Plan
+    if fact is not None:
+        plan = (node, _FACT, fact)
+    elif node.ref is not None:
+        plan = (node, _REF, node.ref)
+    elif node.all_ is not None:
+        plan = (node, _ALL, node.all_)
+    elif node.any_ is not None:
+        plan = (node, _ANY, node.any_)
+    elif node.not_ is not None:
+        plan = (node, _NOT, node.not_)
+    else:
+        assert node.patient is not None  # the schema guarantees exactly one field
+        plan = (node, _PATIENT, node.patient)
+    if len(_PLANS) >= 200_000:
+        _PLANS.clear()
+    _PLANS[id(node)] = plan
+    return plan
 
 
 def _fact_of(node: Node) -> tuple[str, FactQuery] | None:
-    cached = _FACTS.get(id(node))
-    if cached is not None and cached[0] is node:
-        return cached[1]
-    fact = node.fact()
-    if len(_FACTS) >= 200_000:
-        _FACTS.clear()
-    _FACTS[id(node)] = (node, fact)
+    plan = _plan_of(node)
+    fact: tuple[str, FactQuery] | None = plan[2] if plan[1] == _FACT else None
     return fact
 
 
@@ -140,8 +176,9 @@ class _Evaluator:
             if not result.holds:
                 return None
             results.append(result)
-        if any(self.node(node).holds for node in rule.logic.exclusion):
-            return None
+        for node in rule.logic.exclusion:
+            if self.node(node).holds:
+                return None
         evidence: dict[tuple[str, str, str], Evidence] = {}
         absent: list[str] = []
         for result in results:
@@ -152,61 +189,65 @@ class _Evaluator:
         return Fired(rule=rule, evidence=tuple(evidence.values()), absent=tuple(absent))
 
     def node(self, node: Node) -> _Result:
+        """The node's result, computed once per call (definitions are shared between rules)."""
         key = id(node)
         cached = self.memo.get(key)
-        if cached is None:
-            cached = self._compute(node)
-            self.memo[key] = cached
-        return cached
-
-    def _compute(self, node: Node) -> _Result:
-        if node.ref is not None:
-            target = self.knowledge.definitions[node.ref]
-            result = self.node(target)
-            if not result.holds:
-                return result
-            fact = _fact_of(target)
-            if fact is not None and fact[1].label is None:
-                # A one-fact definition is named by its description in explanations.
+        if cached is not None:
+            return cached
+        plan = _PLANS.get(key)
+        if plan is None or plan[0] is not node:
+            plan = _plan_of(node)
+        kind = plan[1]
+        result: _Result
+        if kind == _FACT:
+            items = self._fact(*plan[2])
+            if items:
                 label = self._label(node)
-                return _Result(True, tuple((label, item) for _, item in result.items))
+                result = _Result(True, tuple([(label, item) for item in items]))
+            else:
+                result = _FALSE
+        elif kind == _REF:
+            result = self._ref(node, plan[2])
+        elif kind == _ALL:
+            result = self._all(plan[2])
+        elif kind == _ANY:
+            result = self._any(plan[2])
+        elif kind == _NOT:
+            inner = self.node(plan[2])
+            result = _FALSE if inner.holds else _Result(True, (), (self._absent(plan[2]),))
+        else:
+            result = _Result(self._patient(plan[2]))
+        self.memo[key] = result
+        return result
+
+    def _ref(self, node: Node, name: str) -> _Result:
+        target = self.knowledge.definitions[name]
+        result = self.node(target)
+        if not result.holds:
             return result
-        if node.all_ is not None:
-            parts = []
-            for child in node.all_:
-                part = self.node(child)
-                if not part.holds:
-                    return _FALSE
-                parts.append(part)
-            return _Result(
-                True,
-                tuple(i for p in parts for i in p.items),
-                tuple(a for p in parts for a in p.absent),
-            )
-        if node.any_ is not None:
-            holding = [r for r in (self.node(child) for child in node.any_) if r.holds]
-            if not holding:
+        fact = _fact_of(target)
+        if fact is not None and fact[1].label is None:
+            # A one-fact definition is named by its description in explanations.
+            label = self._label(node)
+            return _Result(True, tuple([(label, item) for _, item in result.items]))
+        return result
+
+    def _all(self, children: tuple[Node, ...]) -> _Result:
+        parts = []
+        for child in children:
+            part = self.node(child)
+            if not part.holds:
                 return _FALSE
-            return _Result(
-                True,
-                tuple(i for p in holding for i in p.items),
-                tuple(a for p in holding for a in p.absent),
-            )
-        if node.not_ is not None:
-            inner = self.node(node.not_)
-            if inner.holds:
-                return _FALSE
-            return _Result(True, (), (self._absent(node.not_),))
-        if node.patient is not None:
-            return _Result(self._patient(node.patient))
-        fact = _fact_of(node)
-        assert fact is not None  # the schema guarantees exactly one field
-        kind, query = fact
-        items = self._fact(kind, query)
-        if not items:
-            return _FALSE
-        label = self._label(node)
-        return _Result(True, tuple((label, item) for item in items))
+            parts.append(part)
+        return _merged(parts)
+
+    def _any(self, children: tuple[Node, ...]) -> _Result:
+        holding = []
+        for child in children:
+            part = self.node(child)
+            if part.holds:
+                holding.append(part)
+        return _merged(holding) if holding else _FALSE
 
     def _absent(self, node: Node) -> str:
         """The explanation line for a ``not`` that held."""

@@ -287,6 +287,8 @@ class _Evaluator:
             candidates = self.record.find(kind, self.knowledge.valuesets[query.valueset])
         else:
             candidates = self.record.all_of(kind)
+        if not candidates:  # most facts of most calls
+            return []
         items = [item for item in candidates if _status_ok(kind, query, item)]
         if not items:  # nothing for the filters below to keep (the usual case)
             return items

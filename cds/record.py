@@ -187,7 +187,11 @@ class PatientRecord:
         if found is not None:
             return found
         hits: dict[int, Item] = {}
-        by_code = self._by_code.get(kind, {})
+        by_code = self._by_code.get(kind)
+        if not by_code:  # nothing coded of this kind: no prefix entries either
+            nothing: list[Item] = []
+            self._found[cache_key] = nothing
+            return nothing
         by_prefix = self._by_prefix.get(kind, {})
         for key in by_code.keys() & valueset.codes:
             for item in by_code[key]:

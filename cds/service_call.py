@@ -158,14 +158,18 @@ async def run_service(
                 f"{data.unavailable[key.name]}",
                 expression=[f"prefetch.{key.name}"],
             )
-    unavailable = {
-        rule.id: "needs " + ", ".join(sorted(missing)) + " which could not be obtained"
-        for rule in service.rules
-        if (
-            missing := service.prefetch.rule_keys.get(rule.id, frozenset())
-            & data.unavailable.keys()
-        )
-    }
+    unavailable = (
+        {
+            rule.id: "needs " + ", ".join(sorted(missing)) + " which could not be obtained"
+            for rule in service.rules
+            if (
+                missing := service.prefetch.rule_keys.get(rule.id, frozenset())
+                & data.unavailable.keys()
+            )
+        }
+        if data.unavailable  # the usual call: every key there, no rule to check
+        else {}
+    )
     if service.rules and len(unavailable) == len(service.rules):
         names = ", ".join(sorted(data.unavailable))
         first_reason = next(iter(data.unavailable.values()))

@@ -83,3 +83,17 @@ def test_find_matches_a_plain_scan(seed: int) -> None:
         for kind in ("condition", "procedure", "medication", "observation"):
             record._found.clear()
             assert [i.id for i in record.find(kind, valueset)] == _expected(record, kind, valueset)
+
+
+def test_a_kind_held_only_without_codes_matches_nothing_and_is_remembered() -> None:
+    uncoded = [
+        {"resourceType": "Condition", "id": f"c{n}", "code": {"text": "pain"}} for n in (1, 2)
+    ]
+    record = PatientRecord.build(uncoded, now=NOW)
+    valueset = CompiledValueSet(
+        id="vs", title="vs", codes=frozenset({(SNOMED, "12584003")}), prefixes=frozenset()
+    )
+    assert [i.id for i in record.all_of("condition")] == ["c1", "c2"]
+    assert record.find("condition", valueset) == []
+    assert record.find("procedure", valueset) == []
+    assert record._found == {("condition", "vs"): [], ("procedure", "vs"): []}

@@ -192,18 +192,23 @@ class PatientRecord:
             nothing: list[Item] = []
             self._found[cache_key] = nothing
             return nothing
-        by_prefix = self._by_prefix.get(kind, {})
-        for key in by_code.keys() & valueset.codes:
+        for key in _common_keys(by_code, valueset.codes):
             for item in by_code[key]:
                 hits.setdefault(item.seq, item)
         if valueset.prefixes:
-            for key in by_code.keys() & valueset.prefixes:
+            by_prefix = self._by_prefix.get(kind, {})
+            for key in _common_keys(by_code, valueset.prefixes):
                 for item in by_code[key]:
                     hits.setdefault(item.seq, item)
-            for key in by_prefix.keys() & valueset.prefixes:
+            for key in _common_keys(by_prefix, valueset.prefixes):
                 for item in by_prefix[key]:
                     hits.setdefault(item.seq, item)
-        found = [hits[seq] for seq in sorted(hits)]
+        if not hits:
+            found = []
+        elif len(hits) == 1:
+            found = list(hits.values())
+        else:
+            found = [hits[seq] for seq in sorted(hits)]
         self._found[cache_key] = found
         return found
 
@@ -233,6 +238,19 @@ class PatientRecord:
         if (self.now.month, self.now.day) < (born.month, born.day):
             years -= 1
         return years
+
+
+def _common_keys(
+    index: dict[tuple[str, str], list[Item]], codes: frozenset[tuple[str, str]]
+) -> Iterable[tuple[str, str]]:
+    """The keys of ``index`` in ``codes``, found by walking the smaller of the two.
+
+    ``dict.keys() & frozenset`` always walks the frozenset (only an exact ``set`` gets the
+    smaller-side shortcut), and ``frozenset.intersection(dict)`` always walks the dict.
+    """
+    if len(index) < len(codes):
+        return codes.intersection(index)
+    return index.keys() & codes
 
 
 def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from cds.errors import CdsError, KnowledgeError, RequestError
-from cds.hooks import HOOKS, dump_model
+from cds.hooks import HOOKS
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
 from cds.service_call import run_offline
@@ -124,15 +124,15 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     explanations: list[tuple[str, str, str, list[str]]] = []
     for service, body in calls:
         result = run_offline(service, body, knowledge=knowledge, settings=settings, now=now)
-        cards += dump_model(result.response)["cards"]
+        cards += result.cards
         explanations += [
             (
                 f.rule.id,
-                card.indicator,
-                card.summary,
+                card["indicator"],
+                card["summary"],
                 [e.line() for e in f.evidence] + list(f.absent),
             )
-            for f, card in zip(result.fired, result.response.cards, strict=True)
+            for f, card in zip(result.fired, result.cards, strict=True)
         ]
     if args.json:
         sys.stdout.write(orjson.dumps({"cards": cards}, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from cds.engine import Evidence, Fired
 from cds.errors import BadRequest, PayloadTooLarge, RequestError
-from cds.hooks import HookRequest, dump_model
+from cds.hooks import HookRequest
 from cds.knowledge import Knowledge, Service
 from cds.offline import bundle_resources, request_from_resources
 from cds.pages.draft_orders import DraftOrder, draft_medication_request
@@ -163,7 +163,7 @@ async def _run(
     except RequestError as exc:
         run.error = f"HTTP {exc.status}: {exc.diagnostics}"
         return run
-    response = dump_model(result.response)
+    response = {"cards": result.cards}  # exactly what the service sends
     run.response_json = _shown_json(response)
     run.cards = _card_views(service, response, result.fired)
     run.not_evaluated = dict(result.not_evaluated)

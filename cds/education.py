@@ -14,10 +14,8 @@ A plain module, no web framework: the pages routes build ``/education/...`` on t
 
 from __future__ import annotations
 
-import nh3
-from markdown_it import MarkdownIt
-
 from cds.knowledge import Knowledge
+from cds.pages.markdown import render_markdown
 from cds.rules import EducationPage
 
 __all__ = ["ALLOWED_TAGS", "education_index", "render_education_html"]
@@ -26,22 +24,11 @@ ALLOWED_TAGS = frozenset(
     {"a", "blockquote", "br", "em", "h2", "h3", "h4", "hr", "li", "ol", "p", "strong", "ul"}
 )
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
-_URL_SCHEMES = {"http", "https", "mailto"}
-
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
 
 
 def render_education_html(page: EducationPage) -> str:
     """The page's body as a sanitised HTML fragment (headings, paragraphs, lists, links)."""
-    return str(
-        nh3.clean(
-            _markdown.render(page.body),
-            tags=set(ALLOWED_TAGS),
-            attributes={tag: set(names) for tag, names in _ALLOWED_ATTRIBUTES.items()},
-            url_schemes=_URL_SCHEMES,
-            link_rel="noopener noreferrer",
-        )
-    )
+    return render_markdown(page.body, tags=ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES)
 
 
 def education_index(knowledge: Knowledge) -> list[EducationPage]:

@@ -7,6 +7,9 @@ tags and attributes, as a second line of defence for anything the renderer lets 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -39,23 +42,42 @@ ALLOWED_TAGS = frozenset(
         "ul",
     }
 )
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
+ALLOWED_ATTRIBUTES: Mapping[str, AbstractSet[str]] = {
+    "a": {"href", "title"},
+    "th": {"align"},
+    "td": {"align"},
+}
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
 _renderer = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
-def sanitize_html(html: str) -> str:
+def sanitize_html(
+    html: str,
+    *,
+    tags: AbstractSet[str] = ALLOWED_TAGS,
+    attributes: Mapping[str, AbstractSet[str]] = ALLOWED_ATTRIBUTES,
+) -> str:
     """Keep only the allow-listed tags, attributes and URL schemes."""
-    return nh3.clean(
-        html,
-        tags=set(ALLOWED_TAGS),
-        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-        url_schemes=set(_URL_SCHEMES),
-        link_rel="noopener noreferrer",
+    return str(
+        nh3.clean(
+            html,
+            tags=set(tags),
+            attributes={tag: set(names) for tag, names in attributes.items()},
+            url_schemes=set(_URL_SCHEMES),
+            link_rel="noopener noreferrer",
+        )
     )
 
 
-def render_markdown(text: str) -> str:
-    """Render markdown to sanitised HTML (a fragment safe to insert into a page)."""
-    return sanitize_html(_renderer.render(text))
+def render_markdown(
+    text: str,
+    *,
+    tags: AbstractSet[str] = ALLOWED_TAGS,
+    attributes: Mapping[str, AbstractSet[str]] = ALLOWED_ATTRIBUTES,
+) -> str:
+    """Render markdown to sanitised HTML (a fragment safe to insert into a page).
+
+    Callers with a narrower purpose (patient pages) pass a smaller allow-list.
+    """
+    return sanitize_html(_renderer.render(text), tags=tags, attributes=attributes)

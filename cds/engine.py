@@ -7,14 +7,14 @@ that made each inclusion hold and the facts whose absence it relied on.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from cds.fhirtime import parse_duration
 from cds.knowledge import Knowledge
-from cds.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest
+from cds.logic import Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
 from cds.logic_text import describe_node
 from cds.record import Item, PatientRecord
 from cds.rules import Rule
@@ -80,6 +80,7 @@ class _Result(NamedTuple):
 
 
 _FALSE = _Result(False)
+_TRUE = _Result(True)
 
 
 def _merged(parts: list[_Result]) -> _Result:
@@ -107,7 +108,7 @@ def evaluate(
     if record.deceased:
         evaluation.not_evaluated = {rule.id: "patient is deceased" for rule in rules}
         return evaluation
-    evaluator = _Evaluator(knowledge, record)
+    call = _Call(knowledge, record)
     for rule in rules:
         if unavailable and rule.id in unavailable:
             evaluation.not_evaluated[rule.id] = unavailable[rule.id]
@@ -115,69 +116,102 @@ def evaluate(
         if rule.id in suppressed:
             evaluation.not_evaluated[rule.id] = "suppressed after an 'already addressed' override"
             continue
-        fired = evaluator.rule(rule)
+        fired = call.rule(rule)
         if fired is not None:
             evaluation.fired.append(fired)
     return evaluation
 
 
-# What kind of node a node is, decided once per node (``_plan_of``), not on every call.
-_FACT, _REF, _ALL, _ANY, _NOT, _PATIENT = range(6)
-# A node's plan: (node, kind, payload). Payload: (kind, query) for a fact, the name for a
-# ref, the children for all/any, the child for not, the query for patient. Nodes are immutable
-# and outlive every call; the node is kept with its plan, so an id reused after a node is
-# collected never matches.
-_Plan = tuple[Node, int, Any]
-_PLANS: dict[int, _Plan] = {}
+# --- compiling -------------------------------------------------------------------------------
+#
+# Each node becomes a closure once (``_compiled``), so a call runs the rule logic as plain
+# function calls instead of re-inspecting every node: which kind it is, which filters its query
+# sets. A closure holds only what the node itself says; whatever depends on the knowledge
+# (definitions, value sets, labels) is looked up through the call, so one node compiles the same
+# for any knowledge that holds it. Nodes are immutable and outlive every call; each closure is
+# kept with its node, so an id reused after a node is collected never matches.
+
+_Step = Callable[["_Call"], _Result]
+_Filter = Callable[["_Call", list[Item]], list[Item]]
 
 
-def _plan_of(node: Node) -> _Plan:
-    cached = _PLANS.get(id(node))
-    if cached is not None and cached[0] is node:
-        return cached
+class _Compiled(NamedTuple):
+    node: Node
+    step: _Step
+    relabelled: bool  # a one-fact node without its own label: a ref names it instead
+
+
+_COMPILED: dict[int, _Compiled] = {}
+_COMPILED_LIMIT = 200_000
+
+
+def _compiled(node: Node) -> _Compiled:
+    entry = _COMPILED.get(id(node))
+    if entry is not None and entry.node is node:
+        return entry
     fact = node.fact()
-    plan: _Plan
+    entry = _Compiled(node, _compile(node), fact is not None and fact[1].label is None)
+    if len(_COMPILED) >= _COMPILED_LIMIT:
+        _COMPILED.clear()
+    _COMPILED[id(node)] = entry
+    return entry
+
+
+def _compile(node: Node) -> _Step:
+    fact = node.fact()
     if fact is not None:
-        plan = (node, _FACT, fact)
-    elif node.ref is not None:
-        plan = (node, _REF, node.ref)
-    elif node.all_ is not None:
-        plan = (node, _ALL, node.all_)
-    elif node.any_ is not None:
-        plan = (node, _ANY, node.any_)
-    elif node.not_ is not None:
-        plan = (node, _NOT, node.not_)
-    else:
-        assert node.patient is not None  # the schema guarantees exactly one field
-        plan = (node, _PATIENT, node.patient)
-    if len(_PLANS) >= 200_000:
-        _PLANS.clear()
-    _PLANS[id(node)] = plan
-    return plan
+        return _compile_fact(node, *fact)
+    if node.ref is not None:
+        return _compile_ref(node, node.ref)
+    if node.all_ is not None:
+        return _compile_all(tuple(_compiled(child).step for child in node.all_))
+    if node.any_ is not None:
+        return _compile_any(tuple(_compiled(child).step for child in node.any_))
+    if node.not_ is not None:
+        return _compile_not(node.not_)
+    assert node.patient is not None  # the schema guarantees exactly one field
+    return _compile_patient(node.patient)
 
 
-def _fact_of(node: Node) -> tuple[str, FactQuery] | None:
-    plan = _plan_of(node)
-    fact: tuple[str, FactQuery] | None = plan[2] if plan[1] == _FACT else None
-    return fact
+class _Call:
+    """What one evaluation reads: the knowledge, the record, and definitions already run."""
 
+    __slots__ = ("coded", "definitions", "knowledge", "memo", "now", "record", "valuesets")
 
-class _Evaluator:
     def __init__(self, knowledge: Knowledge, record: PatientRecord) -> None:
         self.knowledge = knowledge
+        self.definitions = knowledge.definitions
+        self.valuesets = knowledge.valuesets
         self.record = record
         self.now = record.now
-        self.memo: dict[int, _Result] = {}
+        self.memo: dict[str, _Result] = {}
+        self.coded: dict[str, set[str]] = {}
+
+    def coded_in(self, kind: str) -> set[str]:
+        """The value sets that some code of ``kind`` in the record falls in, found once."""
+        found = self.coded.get(kind)
+        if found is None:
+            found = self.knowledge.code_index.matched_by(*self.record.code_keys(kind))
+            self.coded[kind] = found
+        return found
+
+    def definition(self, name: str) -> _Result:
+        """A definition's result, run once per call (definitions are shared between rules)."""
+        result = self.memo.get(name)
+        if result is None:
+            result = _compiled(self.definitions[name]).step(self)
+            self.memo[name] = result
+        return result
 
     def rule(self, rule: Rule) -> Fired | None:
         results = []
         for node in rule.logic.inclusion:
-            result = self.node(node)
+            result = _compiled(node).step(self)
             if not result.holds:
                 return None
             results.append(result)
         for node in rule.logic.exclusion:
-            if self.node(node).holds:
+            if _compiled(node).step(self).holds:
                 return None
         evidence: dict[tuple[str, str, str], Evidence] = {}
         absent: list[str] = []
@@ -188,189 +222,213 @@ class _Evaluator:
             absent.extend(a for a in result.absent if a not in absent)
         return Fired(rule=rule, evidence=tuple(evidence.values()), absent=tuple(absent))
 
-    def node(self, node: Node) -> _Result:
-        """The node's result, computed once per call (definitions are shared between rules)."""
-        key = id(node)
-        cached = self.memo.get(key)
-        if cached is not None:
-            return cached
-        plan = _PLANS.get(key)
-        if plan is None or plan[0] is not node:
-            plan = _plan_of(node)
-        kind = plan[1]
-        result: _Result
-        if kind == _FACT:
-            items = self._fact(*plan[2])
-            if items:
-                label = self._label(node)
-                result = _Result(True, tuple([(label, item) for item in items]))
-            else:
-                result = _FALSE
-        elif kind == _REF:
-            result = self._ref(node, plan[2])
-        elif kind == _ALL:
-            result = self._all(plan[2])
-        elif kind == _ANY:
-            result = self._any(plan[2])
-        elif kind == _NOT:
-            inner = self.node(plan[2])
-            result = _FALSE if inner.holds else _Result(True, (), (self._absent(plan[2]),))
-        else:
-            result = _Result(self._patient(plan[2]))
-        self.memo[key] = result
-        return result
-
-    def _ref(self, node: Node, name: str) -> _Result:
-        target = self.knowledge.definitions[name]
-        result = self.node(target)
-        if not result.holds:
-            return result
-        fact = _fact_of(target)
-        if fact is not None and fact[1].label is None:
-            # A one-fact definition is named by its description in explanations.
-            label = self._label(node)
-            return _Result(True, tuple([(label, item) for _, item in result.items]))
-        return result
-
-    def _all(self, children: tuple[Node, ...]) -> _Result:
-        parts = []
-        for child in children:
-            part = self.node(child)
-            if not part.holds:
-                return _FALSE
-            parts.append(part)
-        return _merged(parts)
-
-    def _any(self, children: tuple[Node, ...]) -> _Result:
-        holding = []
-        for child in children:
-            part = self.node(child)
-            if part.holds:
-                holding.append(part)
-        return _merged(holding) if holding else _FALSE
-
-    def _absent(self, node: Node) -> str:
-        """The explanation line for a ``not`` that held."""
-        if node.ref is not None or _fact_of(node) is not None:
-            return f"No {self._label(node)} on record"
-        return f"Not on record: {describe_node(node, self.knowledge.definition_docs)}"
-
-    def _label(self, node: Node) -> str:
-        if node.ref is not None:
-            doc = self.knowledge.definition_docs.get(node.ref)
-            return doc.description if doc else node.ref
-        fact = _fact_of(node)
-        if fact is not None:
-            kind, query = fact
-            if query.label:
-                return query.label
-            if query.valueset:
-                return self.knowledge.valuesets[query.valueset].title.lower()
-            return kind.replace("-", " ")
-        return "matching record"
-
-    # --- facts --------------------------------------------------------------------------------
-
-    def _patient(self, query: PatientQuery) -> bool:
-        record = self.record
-        if query.deceased is not None and record.deceased != query.deceased:
-            return False
-        if query.sex is not None and record.sex not in query.sex:
-            return False
-        age = record.age_years
-        if query.age_at_least is not None and (age is None or age < query.age_at_least):
-            return False
-        return not (query.age_below is not None and (age is None or age >= query.age_below))
-
-    def _fact(self, kind: str, query: FactQuery) -> list[Item]:
-        if query.valueset is not None:
-            candidates = self.record.find(kind, self.knowledge.valuesets[query.valueset])
-        else:
-            candidates = self.record.all_of(kind)
-        if not candidates:  # most facts of most calls
-            return []
-        items = [item for item in candidates if _status_ok(kind, query, item)]
-        if not items:  # nothing for the filters below to keep (the usual case)
-            return items
-        if query.within is not None:
-            since = self.now - parse_duration(query.within)
-            items = [i for i in items if i.date is not None and i.date >= since]
-        if query.older_than is not None:
-            until = self.now - parse_duration(query.older_than)
-            items = [i for i in items if i.date is not None and i.date <= until]
-        if query.after is not None:
-            anchor = self._anchor(query.after)
-            items = (
-                []
-                if anchor is None
-                else [i for i in items if i.date is not None and i.date >= anchor]
-            )
-        if query.before is not None:
-            anchor = self._anchor(query.before)
-            items = (
-                []
-                if anchor is None
-                else [i for i in items if i.date is not None and i.date < anchor]
-            )
-        if query.component_tests():
-            items = [i for i in items if self._components_ok(i, query)]
-        if query.latest and items:
-            items = [max(items, key=_date_key)]
-        if query.value is not None:
-            items = [i for i in items if self._value_ok(i.resource, query.value)]
-        if query.interpretation is not None:
-            wanted = set(query.interpretation)
-            items = [i for i in items if wanted & _interpretations(i.resource)]
-        if query.trend is not None:
-            items = self._trend(items, query)
-        needed = query.count.at_least if query.count else 1
-        return items if len(items) >= needed else []
-
-    def _anchor(self, anchor: Anchor) -> datetime | None:
-        result = self.node(self.knowledge.definitions[anchor.name])
+    def anchor(self, anchor: Anchor) -> datetime | None:
+        result = self.definition(anchor.name)
         dates = [item.date for _, item in result.items if item.date is not None]
         if not result.holds or not dates:
             return None
         when = min(dates) if anchor.first else max(dates)
         return when + (parse_duration(anchor.offset) if anchor.offset else timedelta(0))
 
-    def _value_ok(self, resource: dict[str, Any], test: ValueTest) -> bool:
-        if test.valueset is not None:
-            concept = resource.get("valueCodeableConcept")
-            return _concept_in(concept, self.knowledge.valuesets[test.valueset])
-        return _number_ok(resource.get("valueQuantity"), test)
+    def label(self, node: Node) -> str:
+        if node.ref is not None:
+            doc = self.knowledge.definition_docs.get(node.ref)
+            return doc.description if doc else node.ref
+        fact = node.fact()
+        if fact is not None:
+            kind, query = fact
+            if query.label:
+                return query.label
+            if query.valueset:
+                return self.valuesets[query.valueset].title.lower()
+            return kind.replace("-", " ")
+        return "matching record"
 
-    def _components_ok(self, item: Item, query: FactQuery) -> bool:
-        """Every component test is met by some component of this one observation."""
-        components = [c for c in _listed(item.resource.get("component")) if isinstance(c, dict)]
-        for test in query.component_tests():
-            valueset = self.knowledge.valuesets[test.valueset]
-            if not any(
-                _concept_in(component.get("code"), valueset)
-                and (test.value is None or self._value_ok(component, test.value))
-                for component in components
-            ):
-                return False
-        return True
+    def absent(self, node: Node) -> str:
+        """The explanation line for a ``not`` that held."""
+        if node.ref is not None or node.fact() is not None:
+            return f"No {self.label(node)} on record"
+        return f"Not on record: {describe_node(node, self.knowledge.definition_docs)}"
 
-    def _trend(self, items: Sequence[Item], query: FactQuery) -> list[Item]:
+
+def _compile_ref(node: Node, name: str) -> _Step:
+    def ref(call: _Call) -> _Result:
+        result = call.definition(name)
+        if not result.holds or not _compiled(call.definitions[name]).relabelled:
+            return result
+        # A one-fact definition is named by its description in explanations.
+        label = call.label(node)
+        return _Result(True, tuple([(label, item) for _, item in result.items]))
+
+    return ref
+
+
+def _compile_all(steps: tuple[_Step, ...]) -> _Step:
+    def all_(call: _Call) -> _Result:
+        parts = []
+        for step in steps:
+            part = step(call)
+            if not part.holds:
+                return _FALSE
+            parts.append(part)
+        return _merged(parts)
+
+    return all_
+
+
+def _compile_any(steps: tuple[_Step, ...]) -> _Step:
+    def any_(call: _Call) -> _Result:
+        holding = [part for part in [step(call) for step in steps] if part.holds]
+        return _merged(holding) if holding else _FALSE
+
+    return any_
+
+
+def _compile_not(child: Node) -> _Step:
+    inner = _compiled(child).step
+
+    def not_(call: _Call) -> _Result:
+        if inner(call).holds:
+            return _FALSE
+        return _Result(True, (), (call.absent(child),))
+
+    return not_
+
+
+def _compile_patient(query: PatientQuery) -> _Step:
+    def patient(call: _Call) -> _Result:
+        record = call.record
+        if query.deceased is not None and record.deceased != query.deceased:
+            return _FALSE
+        if query.sex is not None and record.sex not in query.sex:
+            return _FALSE
+        age = record.age_years
+        if query.age_at_least is not None and (age is None or age < query.age_at_least):
+            return _FALSE
+        if query.age_below is not None and (age is None or age >= query.age_below):
+            return _FALSE
+        return _TRUE
+
+    return patient
+
+
+def _compile_fact(node: Node, kind: str, query: FactQuery) -> _Step:
+    valueset = query.valueset
+    filters = _filters(kind, query)
+    needed = query.count.at_least if query.count else 1
+
+    def fact(call: _Call) -> _Result:
+        if valueset is not None:
+            if valueset not in call.coded_in(kind):  # most facts of most calls
+                return _FALSE
+            items = call.record.find(kind, call.valuesets[valueset])
+        else:
+            items = call.record.all_of(kind)
+        for narrow in filters:
+            if not items:
+                return _FALSE
+            items = narrow(call, items)
+        if len(items) < needed:
+            return _FALSE
+        label = call.label(node)
+        return _Result(True, tuple([(label, item) for item in items]))
+
+    return fact
+
+
+def _filters(kind: str, query: FactQuery) -> list[_Filter]:
+    """The query's filters, in the order they apply; only those the query sets."""
+    filters: list[_Filter] = [_status_filter(kind, query)]
+    if query.within is not None:
+        within = parse_duration(query.within)
+        filters.append(lambda call, items: _on_or_after(items, call.now - within))
+    if query.older_than is not None:
+        older = parse_duration(query.older_than)
+        filters.append(lambda call, items: _on_or_before(items, call.now - older))
+    if query.after is not None:
+        after = query.after
+        filters.append(lambda call, items: _on_or_after(items, call.anchor(after)))
+    if query.before is not None:
+        before = query.before
+        filters.append(lambda call, items: _before(items, call.anchor(before)))
+    if query.component_tests():
+        filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
+    if query.latest:
+        filters.append(lambda call, items: [max(items, key=_date_key)])
+    if query.value is not None:
+        value = query.value
+        filters.append(lambda call, items: [i for i in items if _value_ok(call, i.resource, value)])
+    if query.interpretation is not None:
+        wanted = frozenset(query.interpretation)
+        filters.append(
+            lambda call, items: [i for i in items if wanted & _interpretations(i.resource)]
+        )
+    if query.trend is not None:
         trend = query.trend
-        assert trend is not None
-        since = self.now - parse_duration(trend.within)
-        points = [
-            (i, _quantity(i.resource.get("valueQuantity")))
-            for i in items
-            if i.date is not None and i.date >= since
-        ]
-        numeric = [(i, v) for i, v in points if v is not None]
-        if len(numeric) < 2:
-            return []
-        latest_item, latest_value = max(numeric, key=lambda p: _date_key(p[0]))
-        peak_item, peak_value = max(numeric, key=lambda p: p[1])
-        if peak_value <= 0 or peak_item is latest_item:
-            return []
-        drop = (peak_value - latest_value) / peak_value * 100
-        return [peak_item, latest_item] if drop >= trend.decrease_percent else []
+        filters.append(lambda call, items: _trend(call, items, trend))
+    return filters
+
+
+def _status_filter(kind: str, query: FactQuery) -> _Filter:
+    def status(call: _Call, items: list[Item]) -> list[Item]:
+        return [item for item in items if _status_ok(kind, query, item)]
+
+    return status
+
+
+def _on_or_after(items: list[Item], anchor: datetime | None) -> list[Item]:
+    if anchor is None:
+        return []
+    return [i for i in items if i.date is not None and i.date >= anchor]
+
+
+def _on_or_before(items: list[Item], until: datetime) -> list[Item]:
+    return [i for i in items if i.date is not None and i.date <= until]
+
+
+def _before(items: list[Item], anchor: datetime | None) -> list[Item]:
+    if anchor is None:
+        return []
+    return [i for i in items if i.date is not None and i.date < anchor]
+
+
+def _value_ok(call: _Call, resource: dict[str, Any], test: ValueTest) -> bool:
+    if test.valueset is not None:
+        concept = resource.get("valueCodeableConcept")
+        return _concept_in(concept, call.valuesets[test.valueset])
+    return _number_ok(resource.get("valueQuantity"), test)
+
+
+def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
+    """Every component test is met by some component of this one observation."""
+    components = [c for c in _listed(item.resource.get("component")) if isinstance(c, dict)]
+    for test in query.component_tests():
+        valueset = call.valuesets[test.valueset]
+        if not any(
+            _concept_in(component.get("code"), valueset)
+            and (test.value is None or _value_ok(call, component, test.value))
+            for component in components
+        ):
+            return False
+    return True
+
+
+def _trend(call: _Call, items: Sequence[Item], trend: TrendTest) -> list[Item]:
+    since = call.now - parse_duration(trend.within)
+    points = [
+        (i, _quantity(i.resource.get("valueQuantity")))
+        for i in items
+        if i.date is not None and i.date >= since
+    ]
+    numeric = [(i, v) for i, v in points if v is not None]
+    if len(numeric) < 2:
+        return []
+    latest_item, latest_value = max(numeric, key=lambda p: _date_key(p[0]))
+    peak_item, peak_value = max(numeric, key=lambda p: p[1])
+    if peak_value <= 0 or peak_item is latest_item:
+        return []
+    drop = (peak_value - latest_value) / peak_value * 100
+    return [peak_item, latest_item] if drop >= trend.decrease_percent else []
 
 
 def _date_key(item: Item) -> tuple[datetime, str]:

@@ -33,7 +33,7 @@ from cds.rules import (
     ValueSetFile,
 )
 from cds.suggestion_check import check_suggestion_resource
-from cds.terminology import CompiledValueSet, canonical_system, normalize_code
+from cds.terminology import CodeIndex, CompiledValueSet, canonical_system, normalize_code
 
 __all__ = ["Knowledge", "Service", "load_knowledge"]
 
@@ -63,6 +63,10 @@ class Knowledge:
     cases: dict[str, tuple[Case, ...]]
     fixtures: dict[str, dict[str, Any]]
     rule_files: dict[str, Path] = field(default_factory=dict)
+    code_index: CodeIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code_index", CodeIndex.of(self.valuesets.values()))
 
     def services_for(self, hook: str) -> list[Service]:
         return [s for s in self.services.values() if s.spec.hook == hook]

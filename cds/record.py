@@ -9,7 +9,7 @@ malformed one is skipped and counted, never fatal, and nothing is validated up f
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,6 +211,12 @@ class PatientRecord:
             found = [hits[seq] for seq in sorted(hits)]
         self._found[cache_key] = found
         return found
+
+    def code_keys(
+        self, kind: str
+    ) -> tuple[Collection[tuple[str, str]], Collection[tuple[str, str]]]:
+        """The distinct (system, code) keys of ``kind``, and their ICD-10-CM prefixes."""
+        return self._by_code.get(kind, {}).keys(), self._by_prefix.get(kind, {}).keys()
 
     def all_of(self, kind: str) -> list[Item]:
         return self.items.get(kind, [])

@@ -8,6 +8,7 @@ declared prefixes; RxNorm products map to their ingredients through a table, so 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "RXNORM",
     "SNOMED",
     "SYSTEM_ALIASES",
+    "CodeIndex",
     "CompiledValueSet",
     "canonical_system",
     "normalize_code",
@@ -88,3 +90,52 @@ class CompiledValueSet:
 
     def keys(self) -> frozenset[tuple[str, str]]:
         return self.codes | self.prefixes
+
+
+_CodeKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class CodeIndex:
+    """Which value sets hold each code: the inverse of a set of :class:`CompiledValueSet`.
+
+    Built once per knowledge load. It answers "which value sets can this record's codes
+    match" in one pass over the record's distinct codes, so that a rule asking for a value set
+    the record never touches is answered without looking anything up.
+    """
+
+    exact: dict[_CodeKey, frozenset[str]]  # (system, code) -> value sets listing that code
+    families: dict[_CodeKey, frozenset[str]]  # (system, prefix) -> value sets with that family
+
+    @classmethod
+    def of(cls, valuesets: Iterable[CompiledValueSet]) -> CodeIndex:
+        exact: dict[_CodeKey, set[str]] = {}
+        families: dict[_CodeKey, set[str]] = {}
+        for valueset in valuesets:
+            for key in valueset.codes:
+                exact.setdefault(key, set()).add(valueset.id)
+            for key in valueset.prefixes:
+                families.setdefault(key, set()).add(valueset.id)
+        return cls(
+            exact={k: frozenset(v) for k, v in exact.items()},
+            families={k: frozenset(v) for k, v in families.items()},
+        )
+
+    def matched_by(self, codes: Iterable[_CodeKey], prefixes: Iterable[_CodeKey]) -> set[str]:
+        """Value sets that ``codes`` (exact, normalised) or ``prefixes`` (their ICD-10-CM
+        prefixes) fall in; the same matching as :meth:`CompiledValueSet.contains`."""
+        found: set[str] = set()
+        exact = self.exact
+        families = self.families
+        for key in codes:
+            hit = exact.get(key)
+            if hit is not None:
+                found |= hit
+            hit = families.get(key)
+            if hit is not None:
+                found |= hit
+        for key in prefixes:
+            hit = families.get(key)
+            if hit is not None:
+                found |= hit
+        return found

@@ -6,6 +6,7 @@ import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cds.api import analytics_routes, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
-from cds.api.hook_fast_path import HookCallFastPath
+from cds.api.hook_fast_path import HookCallEndpoint, ServiceApp
 from cds.api.openapi import install_openapi
 from cds.api.responses import FhirJSONResponse
 from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
@@ -89,7 +90,7 @@ def create_app(
             if runtime.store is not None:
                 runtime.store.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="Breast cancer follow-up CDS Hooks service",
         version="0.1.0",
         description="CDS Hooks 2.0.1 service: follow-up cards and patient education for "
@@ -104,22 +105,32 @@ def create_app(
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(analytics_routes.router)
-    # Hook calls skip FastAPI's per-request machinery (same handler; see hook_fast_path).
-    app.add_middleware(HookCallFastPath, on_error=request_error_response)
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)
         app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
     app.add_middleware(_ContainUnexpectedErrors)  # inside CORS: a 500 keeps its CORS headers
     if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
+        app.add_middleware(CORSMiddleware, **_cors_options(settings))
+    # Hook calls skip FastAPI's middleware stack and routing (same handler; see
+    # hook_fast_path), through the same middleware, in the same order, as everything else.
+    hook_calls: ASGIApp = HookCallEndpoint(on_error=request_error_response)
+    if settings.metrics_enabled:
+        hook_calls = metrics_routes.RequestMetricsMiddleware(hook_calls, runtime=runtime)
+    hook_calls = _ContainUnexpectedErrors(hook_calls)
+    if settings.cors_origin_list:
+        hook_calls = CORSMiddleware(hook_calls, **_cors_options(settings))
+    app.hook_calls = hook_calls
     _install_error_handlers(app)
     return app
+
+
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "allow_origins": settings.cors_origin_list,
+        "allow_methods": ["GET", "POST", "OPTIONS"],
+        "allow_headers": ["Authorization", "Content-Type"],
+        "max_age": 600,
+    }
 
 
 class _ContainUnexpectedErrors:

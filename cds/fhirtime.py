@@ -18,9 +18,29 @@ _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 
 
+# value -> parsed. A record repeats dates (a day's vitals, a course of treatment), and so do
+# consecutive calls for one patient; parsing is a pure function of the text.
+_PARSED: dict[str, datetime | None] = {}
+_PARSED_LIMIT = 100_000
+
+
 def parse_fhir_datetime(value: Any) -> datetime | None:
     """Return the start of the period ``value`` names, as an aware UTC datetime, or None."""
-    if not isinstance(value, str) or not 4 <= len(value) <= 40:
+    if not isinstance(value, str):
+        return None
+    try:
+        return _PARSED[value]
+    except KeyError:
+        pass
+    parsed = _parse(value)
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[value] = parsed
+    return parsed
+
+
+def _parse(value: str) -> datetime | None:
+    if not 4 <= len(value) <= 40:
         return None
     match = _PARTIAL.match(value)
     try:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -79,6 +80,7 @@ class CallResult:
         return {"cards": self.cards}
 
 
+@lru_cache(maxsize=4096)  # a chart is opened many times a day; the HMAC is a pure function
 def patient_key(patient_id: str, secret: str) -> str:
     """A keyed hash of the patient id: lets us suppress per patient without storing the id."""
     return hmac.new(secret.encode(), patient_id.encode(), hashlib.sha256).hexdigest()

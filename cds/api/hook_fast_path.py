@@ -1,17 +1,20 @@
 """The hook call, served without FastAPI's per-request machinery.
 
-``POST /cds-services/{id}`` is the route an EHR waits on, and FastAPI's routing, dependency
-solving and endpoint wrapping cost about as much per call as our rules do. This thin ASGI
-layer sends exactly that route to the same two functions FastAPI would call (the client
-authentication dependency and the route's handler) and everything else on to FastAPI. The
-FastAPI route stays declared, so the OpenAPI document is unchanged. Errors become responses
-through the function :mod:`cds.app` hands in, the same one its exception handler uses.
+``POST /cds-services/{id}`` is the route an EHR waits on, and FastAPI's middleware stack,
+routing, dependency solving and endpoint wrapping cost about as much per call as our rules do.
+:class:`ServiceApp` sends exactly that route, before any of that, to a short chain of its own
+(CORS when configured, the last-resort error guard, metrics, then :class:`HookCallEndpoint`)
+and everything else to FastAPI as usual. The endpoint calls the same two functions FastAPI
+would (the client authentication dependency and the route's handler). The FastAPI route stays
+declared, so the OpenAPI document is unchanged. Errors become responses through the function
+:mod:`cds.app` hands in, the same one its exception handler uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,7 +23,7 @@ from cds.api.client_auth import authenticate_client
 from cds.api.hooks_routes import call_service
 from cds.errors import RequestError
 
-__all__ = ["HookCallFastPath", "hook_call_service_id"]
+__all__ = ["HookCallEndpoint", "ServiceApp", "hook_call_service_id"]
 
 _PREFIX = "/cds-services/"
 
@@ -41,16 +44,15 @@ def hook_call_service_id(scope: Scope) -> str | None:
     return service_id
 
 
-class HookCallFastPath:
-    def __init__(self, app: ASGIApp, on_error: Callable[[RequestError], Response]) -> None:
-        self.app = app
+class HookCallEndpoint:
+    """An ASGI app for hook calls only: authenticate the client, run the service, answer."""
+
+    def __init__(self, on_error: Callable[[RequestError], Response]) -> None:
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service_id = hook_call_service_id(scope)
-        if service_id is None:
-            await self.app(scope, receive, send)
-            return
+        assert service_id is not None  # ServiceApp sends nothing else here
         request = Request(scope, receive)
         response: Response
         try:
@@ -59,3 +61,18 @@ class HookCallFastPath:
         except RequestError as exc:
             response = self.on_error(exc)
         await response(scope, receive, send)
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, with hook calls taken off before its middleware stack (see the module doc)."""
+
+    hook_calls: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hook_calls is not None and hook_call_service_id(scope) is not None:
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            scope["app"] = self  # what FastAPI sets, and what request.app reads
+            await self.hook_calls(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

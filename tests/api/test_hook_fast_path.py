@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from cds.api.hook_fast_path import HookCallFastPath, hook_call_service_id
-from cds.app import create_app, request_error_response
+from cds.api.hook_fast_path import hook_call_service_id
+from cds.app import create_app
 from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, request_from_resources
 from cds.scenarios import example_patients
@@ -42,7 +42,7 @@ def test_only_hook_calls_take_the_fast_path(
 
 
 def _fast_only(settings: Settings, knowledge: Knowledge, passed_on: list[str]) -> httpx.AsyncClient:
-    """The fast path in front of an app that fails every request it is handed."""
+    """The app with FastAPI's own stack replaced by one that fails every request it gets."""
     app = create_app(settings, knowledge=knowledge, use_database=False)
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,13 +50,8 @@ def _fast_only(settings: Settings, knowledge: Knowledge, passed_on: list[str]) -
         await send({"type": "http.response.start", "status": 599, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    fast = HookCallFastPath(refuse, on_error=request_error_response)
-
-    async def with_app(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app  # as FastAPI sets it before its middleware runs
-        await fast(scope, receive, send)
-
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=with_app), base_url="http://t")
+    app.middleware_stack = refuse
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
 def test_hook_call_is_answered_without_fastapi(settings: Settings, knowledge: Knowledge) -> None:
@@ -108,3 +103,30 @@ def test_missing_token_is_refused_with_a_bearer_challenge(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_hook_calls_keep_cors_headers_and_metrics(settings: Settings, knowledge: Knowledge) -> None:
+    app = create_app(
+        settings.model_copy(update={"cors_origins": "https://ehr.example"}),
+        knowledge=knowledge,
+        use_database=False,
+    )
+    service = knowledge.services_for("patient-view")[0]
+
+    async def calls() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            call = await client.post(
+                f"/cds-services/{service.spec.id}",
+                json={},
+                headers={"Origin": "https://ehr.example"},
+            )
+            return call, await client.get("/metrics")
+
+    call, metrics = asyncio.run(calls())
+    assert call.status_code == 400
+    assert call.headers["access-control-allow-origin"] == "https://ehr.example"
+    counted = f'route="service",service="{service.spec.id}",status="400"'
+    assert any(
+        counted in line and "cds_requests_total" in line for line in metrics.text.splitlines()
+    )

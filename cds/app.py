@@ -26,6 +26,7 @@ from cds.call_store import CallStore
 from cds.calllog import configure_logging, logger
 from cds.db import SqlStore, open_store
 from cds.errors import RequestError
+from cds.fhir_transport import AiohttpTransport
 from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
 from cds.metrics import MeasuredTransport
@@ -66,9 +67,7 @@ def create_app(
                 refresh_seconds=settings.suppression_refresh_seconds,
             )
             runtime.call_store.start()
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
+        transport = AiohttpTransport(max_connections=100)
         runtime.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds),
             transport=MeasuredTransport(transport, runtime.metrics),

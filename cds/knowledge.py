@@ -64,9 +64,19 @@ class Knowledge:
     fixtures: dict[str, dict[str, Any]]
     rule_files: dict[str, Path] = field(default_factory=dict)
     code_index: CodeIndex = field(init=False, repr=False, compare=False)
+    # Fact kinds some rule or definition reads without a value set (every resource of the kind).
+    kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_index", CodeIndex.of(self.valuesets.values()))
+        roots = [n for r in self.rules.values() for n in (*r.logic.inclusion, *r.logic.exclusion)]
+        whole = {
+            fact[0]
+            for root in [*roots, *self.definitions.values()]
+            for node in iter_nodes(root)
+            if (fact := node.fact()) is not None and fact[1].valueset is None
+        }
+        object.__setattr__(self, "kinds_read_whole", frozenset(whole))
 
     def services_for(self, hook: str) -> list[Service]:
         return [s for s in self.services.values() if s.spec.hook == hook]

@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from cds.fhirtime import parse_fhir_datetime, resource_date
-from cds.terminology import ICD10CM, RXNORM, CompiledValueSet, canonical_system, normalize_code
+from cds.terminology import (
+    ICD10CM,
+    RXNORM,
+    CodeIndex,
+    CompiledValueSet,
+    canonical_system,
+    normalize_code,
+)
 
 __all__ = ["KINDS", "Item", "PatientRecord"]
 
@@ -87,6 +94,10 @@ class PatientRecord:
     )
     _found: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
     _count: int = 0
+    # With an index, resources no rule can ask about are left out (see ``build``).
+    _index: CodeIndex | None = None
+    _whole_kinds: Collection[str] = ()
+    unread: int = 0  # resources left out that way
 
     @classmethod
     def build(
@@ -97,8 +108,13 @@ class PatientRecord:
         patient_id: str | None = None,
         draft_orders: Iterable[Any] = (),
         ingredients: Mapping[str, tuple[str, ...]] | None = None,
+        index: CodeIndex | None = None,
+        kinds_read_whole: Collection[str] = (),
     ) -> PatientRecord:
-        record = cls(patient=None, now=now)
+        """Index ``resources``. Given the knowledge's code ``index``, a resource none of whose
+        codes falls in any value set is left out, unless its kind is read whole
+        (``kinds_read_whole``): no rule could find it, and a long record is mostly such codes."""
+        record = cls(patient=None, now=now, _index=index, _whole_kinds=kinds_read_whole)
         ingredients = ingredients or {}
         medications: dict[str, dict[str, Any]] = {}
         pending: list[dict[str, Any]] = []
@@ -143,6 +159,18 @@ class PatientRecord:
             codings = _codings_of(resource, medications)
         except (AttributeError, TypeError):
             self.skipped += 1
+            return
+        index = self._index
+        if (
+            index is not None
+            and kind not in self._whole_kinds
+            and not any(
+                index.knows(system, key)
+                for system, code, _ in codings
+                for key in (code, *(ingredients.get(code, ()) if system == RXNORM else ()))
+            )
+        ):
+            self.unread += 1
             return
         rid = resource.get("id")
         item = Item(

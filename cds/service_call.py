@@ -185,6 +185,8 @@ async def run_service(
         patient_id=patient_id,
         draft_orders=draft_orders_of(request.hook, request.context),
         ingredients=knowledge.ingredients,
+        index=knowledge.code_index,
+        kinds_read_whole=knowledge.kinds_read_whole,
     )
     hashed_patient = patient_key(patient_id, settings.patient_hash_key)
     suppressed: set[str] = set()

@@ -121,6 +121,16 @@ class CodeIndex:
             families={k: frozenset(v) for k, v in families.items()},
         )
 
+    def knows(self, system: str, code: str) -> bool:
+        """True when some value set could match this (normalised) code."""
+        key = (system, code)
+        if key in self.exact or key in self.families:
+            return True
+        if system != ICD10CM:
+            return False
+        families = self.families
+        return any((system, code[:n]) in families for n in range(3, len(code)))
+
     def matched_by(self, codes: Iterable[_CodeKey], prefixes: Iterable[_CodeKey]) -> set[str]:
         """Value sets that ``codes`` (exact, normalised) or ``prefixes`` (their ICD-10-CM
         prefixes) fall in; the same matching as :meth:`CompiledValueSet.contains`."""

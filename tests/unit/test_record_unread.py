@@ -1,0 +1,61 @@
+"""A record built with the knowledge's code index leaves out what no rule can ask about, and
+every rule answers exactly as it does on the whole record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cds.engine import Evaluation, evaluate
+from cds.knowledge import Knowledge
+from cds.offline import bundle_resources
+from cds.record import PatientRecord
+from cds.scenarios import example_patients, large_patient
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _outcome(evaluation: Evaluation) -> list[tuple[str, tuple[object, ...], tuple[str, ...]]]:
+    return [(f.rule.id, f.evidence, f.absent) for f in evaluation.fired]
+
+
+def _patients() -> list[tuple[str, list[dict[str, object]]]]:
+    patients = [(s.id, bundle_resources(s.bundle)) for s in example_patients(NOW.date())]
+    patients.append(("large", bundle_resources(large_patient(1500, now=NOW.date()))))
+    return patients
+
+
+@pytest.mark.parametrize(("name", "resources"), _patients(), ids=lambda v: str(v)[:40])
+def test_rules_answer_alike_on_the_indexed_record(
+    knowledge: Knowledge, name: str, resources: list[dict[str, object]]
+) -> None:
+    whole = PatientRecord.build(resources, now=NOW, ingredients=knowledge.ingredients)
+    indexed = PatientRecord.build(
+        resources,
+        now=NOW,
+        ingredients=knowledge.ingredients,
+        index=knowledge.code_index,
+        kinds_read_whole=knowledge.kinds_read_whole,
+    )
+    assert whole.unread == 0
+    assert whole.skipped == indexed.skipped
+    for service in knowledge.services.values():
+        assert _outcome(evaluate(knowledge, service.rules, indexed)) == _outcome(
+            evaluate(knowledge, service.rules, whole)
+        )
+    if name == "large":
+        assert indexed.unread > 100  # vital signs and other results no rule reads
+
+
+def test_a_kind_read_whole_keeps_every_resource(knowledge: Knowledge) -> None:
+    assert "research-subject" in knowledge.kinds_read_whole
+    study = {"resourceType": "ResearchSubject", "id": "rs", "status": "on-study"}
+    record = PatientRecord.build(
+        [study],
+        now=NOW,
+        index=knowledge.code_index,
+        kinds_read_whole=knowledge.kinds_read_whole,
+    )
+    assert [item.id for item in record.all_of("research-subject")] == ["rs"]
+    assert record.unread == 0

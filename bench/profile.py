@@ -98,6 +98,8 @@ def phase_times(
                 patient_id=patient_id,
                 draft_orders=drafts,
                 ingredients=knowledge.ingredients,
+                index=knowledge.code_index,
+                kinds_read_whole=knowledge.kinds_read_whole,
             )
 
         record = build()

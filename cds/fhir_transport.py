@@ -10,14 +10,23 @@ number of queries in flight: measured on loopback, ten parallel queries cost the
 The transport is deliberately narrow, because the FHIR client is its only user: it reads each
 answer whole (FHIR JSON), never follows redirects, and turns aiohttp's failures into the httpx
 exceptions the client already tells apart (a timeout, or a failure to connect or read).
+
+aiohttp is imported in a background thread when the transport is made (at start-up), not
+before: it is a tenth of a second of start-up that only calls without prefetch need. A call
+that needs it sooner waits on the import lock until the import is done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import threading
+from typing import TYPE_CHECKING
 
-import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["AiohttpTransport"]
 
@@ -29,8 +38,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
+        threading.Thread(target=importlib.import_module, args=("aiohttp",), daemon=True).start()
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         # Opened inside the running loop (aiohttp binds a session to its loop); certificates
         # are checked against the same bundle httpx would use.
         connector = aiohttp.TCPConnector(
@@ -44,6 +56,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+
         session = self._session or self._open()
         limits = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuid_module
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -257,8 +257,9 @@ class FeedbackItem(_Tolerant):
         try:
             if match is None:
                 raise ValueError(value)
-            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        except ValueError:
+            # Stored in UTC: a time that has no UTC equivalent (0001-01-01 at +01:00) is refused.
+            datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+        except (ValueError, OverflowError):
             raise ValueError("outcomeTimestamp must be an RFC 3339 date-time") from None
         return value
 

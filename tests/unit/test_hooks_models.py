@@ -287,6 +287,7 @@ def test_feedback_with_override_reason_coding_extras_is_accepted() -> None:
         {"outcomeTimestamp": "2020-12-11T00:00:00"},
         {"outcomeTimestamp": "yesterday"},
         {"outcomeTimestamp": "2020-13-11T00:00:00Z"},
+        {"outcomeTimestamp": "0001-01-01T00:00:00.0+01:00"},  # before the first UTC instant
         {"card": ""},
         {"outcome": "overridden"},  # still has acceptedSuggestions
         {"overrideReason": {"userComment": "x"}},  # accepted with a reason

@@ -228,7 +228,10 @@ class _Call:
         if not result.holds or not dates:
             return None
         when = min(dates) if anchor.first else max(dates)
-        return when + (parse_duration(anchor.offset) if anchor.offset else timedelta(0))
+        try:
+            return when + (parse_duration(anchor.offset) if anchor.offset else timedelta(0))
+        except OverflowError:  # a date near the end of the calendar: nothing comes after it
+            return None
 
     def label(self, node: Node) -> str:
         if node.ref is not None:

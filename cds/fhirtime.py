@@ -48,11 +48,11 @@ def _parse(value: str) -> datetime | None:
             year, month, day = match.groups()
             return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or one with no UTC equivalent
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 @lru_cache(maxsize=256)

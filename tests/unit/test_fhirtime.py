@@ -107,3 +107,8 @@ def test_bad_durations_are_refused(text: str) -> None:
 def test_resource_date(resource: dict[str, Any], expected: str | None) -> None:
     found = resource_date(resource)
     assert (found.date().isoformat() if found else None) == expected
+
+
+def test_a_time_with_no_utc_equivalent_reads_as_no_date() -> None:
+    assert parse_fhir_datetime("0001-01-01T00:00:00+01:00") is None
+    assert parse_fhir_datetime("9999-12-31T23:59:59-01:00") is None

@@ -143,7 +143,6 @@ async def resolve_prefetch(
     jobs: dict[str, str] = {}
     first_pages: dict[str, list[Any]] = {}  # a paged prefetch's page, used once the rest came
     for key in plan.keys:
-        query = render_template(key.template, request.context)
         if key.name in prefetch:
             kind, resources, next_url = split_prefetch_value(prefetch[key.name])
             if kind in ("data", "null") and next_url is None:
@@ -158,6 +157,7 @@ async def resolve_prefetch(
                     first_pages[key.name] = resources
                     jobs[key.name] = next_url
                 continue
+        query = render_template(key.template, request.context)  # only what must be fetched
         if query is None:
             data.unavailable[key.name] = "the template's context value is missing"
         elif client is None:

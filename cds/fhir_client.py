@@ -76,9 +76,13 @@ class FhirClient:
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/") + "/"
-        self._headers = {"Accept": "application/fhir+json"}
+        # Each query is built here and handed to ``send``: the client's own request building
+        # (URL merging, params, cookies) was a tenth of the CPU of a call without prefetch.
+        self._headers = httpx.Headers(http.headers)
+        self._headers["Accept"] = "application/fhir+json"
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
+        self._extensions = {"timeout": http.timeout.as_dict()}
         self._max_pages = max(1, max_pages)
         self._origin = _origin(self._base)
 
@@ -141,7 +145,8 @@ class FhirClient:
 
     async def _get(self, url: str) -> dict[str, Any]:
         try:
-            response = await self._http.get(url, headers=self._headers)
+            request = httpx.Request("GET", url, headers=self._headers, extensions=self._extensions)
+            response = await self._http.send(request)
         except httpx.TimeoutException as exc:
             raise FhirServerError("the FHIR server did not answer in time", kind="timeout") from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:

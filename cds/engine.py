@@ -17,6 +17,7 @@ from cds.knowledge import Knowledge
 from cds.logic import Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
 from cds.logic_text import describe_node
 from cds.record import Item, PatientRecord
+from cds.rule_gates import Gate
 from cds.rules import Rule
 from cds.terminology import V3_INTERPRETATION, canonical_system, normalize_code
 
@@ -109,6 +110,7 @@ def evaluate(
         evaluation.not_evaluated = {rule.id: "patient is deceased" for rule in rules}
         return evaluation
     call = _Call(knowledge, record)
+    gates = knowledge.rule_gates
     for rule in rules:
         if unavailable and rule.id in unavailable:
             evaluation.not_evaluated[rule.id] = unavailable[rule.id]
@@ -116,6 +118,9 @@ def evaluate(
         if rule.id in suppressed:
             evaluation.not_evaluated[rule.id] = "suppressed after an 'already addressed' override"
             continue
+        gate = gates.get(rule.id)
+        if gate and knowledge.rules.get(rule.id) is rule and not call.opens(gate):
+            continue  # a code the rule needs is not on record: it cannot fire
         fired = call.rule(rule)
         if fired is not None:
             evaluation.fired.append(fired)
@@ -194,6 +199,13 @@ class _Call:
             found = self.knowledge.code_index.matched_by(*self.record.code_keys(kind))
             self.coded[kind] = found
         return found
+
+    def opens(self, gates: tuple[Gate, ...]) -> bool:
+        """True when the record has a code for every gate (see :mod:`cds.rule_gates`)."""
+        for gate in gates:
+            if not any(valueset in self.coded_in(kind) for kind, valueset in gate):
+                return False
+        return True
 
     def definition(self, name: str) -> _Result:
         """A definition's result, run once per call (definitions are shared between rules)."""

@@ -20,6 +20,7 @@ from cds.errors import KnowledgeError
 from cds.hooks import HOOKS
 from cds.logic import Node
 from cds.prefetch_plan import PrefetchPlan, plan_prefetch
+from cds.rule_gates import Gate, rule_gates
 from cds.rules import (
     SYSTEM_SHORTHANDS,
     CardTemplate,
@@ -66,6 +67,8 @@ class Knowledge:
     code_index: CodeIndex = field(init=False, repr=False, compare=False)
     # Fact kinds some rule or definition reads without a value set (every resource of the kind).
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
+    # Rule id -> codes the rule cannot fire without (see cds.rule_gates).
+    rule_gates: dict[str, tuple[Gate, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_index", CodeIndex.of(self.valuesets.values()))
@@ -77,6 +80,8 @@ class Knowledge:
             if (fact := node.fact()) is not None and fact[1].valueset is None
         }
         object.__setattr__(self, "kinds_read_whole", frozenset(whole))
+        gates = {rule.id: rule_gates(rule, self.definitions) for rule in self.rules.values()}
+        object.__setattr__(self, "rule_gates", gates)
 
     def services_for(self, hook: str) -> list[Service]:
         return [s for s in self.services.values() if s.spec.hook == hook]

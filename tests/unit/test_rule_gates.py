@@ -1,0 +1,95 @@
+"""Rule gates: the codes a rule cannot fire without, and a call that skips on them answers
+exactly as one that walks every rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cds.engine import evaluate
+from cds.knowledge import Knowledge
+from cds.logic import Node
+from cds.offline import bundle_resources
+from cds.record import PatientRecord
+from cds.rule_gates import rule_gates
+from cds.rules import Logic, Rule
+from cds.scenarios import example_patients, large_patient
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _rule(*inclusion: dict[str, Any]) -> Rule:
+    return Rule.model_construct(id="r", logic=Logic.model_validate({"inclusion": inclusion}))
+
+
+DEFINITIONS = {
+    "cancer": Node.model_validate({"condition": {"valueset": "breast-cancer"}}),
+    "loop": Node.model_validate({"ref": "loop"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("inclusion", "expected"),
+    [
+        ([{"condition": {"valueset": "a"}}], [{("condition", "a")}]),
+        (
+            [{"ref": "cancer"}, {"observation": {"valueset": "b"}}],
+            [{("condition", "breast-cancer")}, {("observation", "b")}],
+        ),
+        (
+            [{"any": [{"condition": {"valueset": "a"}}, {"procedure": {"valueset": "b"}}]}],
+            [{("condition", "a"), ("procedure", "b")}],
+        ),
+        ([{"any": [{"condition": {"valueset": "a"}}, {"patient": {"sex": ["female"]}}]}], []),
+        ([{"not": {"condition": {"valueset": "a"}}}], []),
+        ([{"research-subject": {}}], []),
+        ([{"ref": "loop"}, {"ref": "unknown"}], []),
+    ],
+)
+def test_gates_are_read_off_the_logic(
+    inclusion: list[dict[str, Any]], expected: list[set[tuple[str, str]]]
+) -> None:
+    gates = rule_gates(_rule(*inclusion), DEFINITIONS)
+    assert sorted(map(sorted, gates)) == sorted(map(sorted, expected))
+
+
+def _patients() -> list[tuple[str, list[dict[str, Any]]]]:
+    patients = [(s.id, bundle_resources(s.bundle)) for s in example_patients(NOW.date())]
+    patients.append(("large", bundle_resources(large_patient(800, now=NOW.date()))))
+    return patients
+
+
+@pytest.mark.parametrize(("name", "resources"), _patients(), ids=lambda v: str(v)[:40])
+def test_skipping_on_gates_changes_no_answer(
+    knowledge: Knowledge, name: str, resources: list[dict[str, Any]]
+) -> None:
+    skipped = 0
+    for service in knowledge.services.values():
+        record = PatientRecord.build(
+            resources,
+            now=NOW,
+            ingredients=knowledge.ingredients,
+            index=knowledge.code_index,
+            kinds_read_whole=knowledge.kinds_read_whole,
+        )
+        gated = evaluate(knowledge, service.rules, record)
+        # Copies are not the knowledge's own rules, so the engine walks each of them whole.
+        walked = evaluate(knowledge, [rule.model_copy() for rule in service.rules], record)
+        assert [(f.rule.id, f.evidence, f.absent) for f in gated.fired] == [
+            (f.rule.id, f.evidence, f.absent) for f in walked.fired
+        ]
+        skipped += sum(
+            1
+            for rule in service.rules
+            if knowledge.rule_gates[rule.id]
+            and not all(
+                any(
+                    vs in knowledge.code_index.matched_by(*record.code_keys(kind))
+                    for kind, vs in gate
+                )
+                for gate in knowledge.rule_gates[rule.id]
+            )
+        )
+    assert skipped > 0, name  # every example patient lacks some sign some rule asks about

@@ -190,22 +190,19 @@ class _Call:
         self.record = record
         self.now = record.now
         self.memo: dict[str, _Result] = {}
-        self.coded: dict[str, set[str]] = {}
-
-    def coded_in(self, kind: str) -> set[str]:
-        """The value sets that some code of ``kind`` in the record falls in, found once."""
-        found = self.coded.get(kind)
-        if found is None:
-            found = self.knowledge.code_index.matched_by(*self.record.code_keys(kind))
-            self.coded[kind] = found
-        return found
+        # (kind, value set) pairs the record has a code for: found once, in one pass over the
+        # record's distinct codes, so a fact or a gate asking for anything else costs a lookup.
+        index = knowledge.code_index
+        self.coded: set[tuple[str, str]] = {
+            (kind, valueset)
+            for kind in record.coded_kinds()
+            for valueset in index.matched_by(*record.code_keys(kind))
+        }
 
     def opens(self, gates: tuple[Gate, ...]) -> bool:
         """True when the record has a code for every gate (see :mod:`cds.rule_gates`)."""
-        for gate in gates:
-            if not any(valueset in self.coded_in(kind) for kind, valueset in gate):
-                return False
-        return True
+        coded = self.coded
+        return all(not coded.isdisjoint(gate) for gate in gates)
 
     def definition(self, name: str) -> _Result:
         """A definition's result, run once per call (definitions are shared between rules)."""
@@ -334,7 +331,7 @@ def _compile_fact(node: Node, kind: str, query: FactQuery) -> _Step:
 
     def fact(call: _Call) -> _Result:
         if valueset is not None:
-            if valueset not in call.coded_in(kind):  # most facts of most calls
+            if (kind, valueset) not in call.coded:  # most facts of most calls
                 return _FALSE
             items = call.record.find(kind, call.valuesets[valueset])
         else:

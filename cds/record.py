@@ -240,6 +240,10 @@ class PatientRecord:
         self._found[cache_key] = found
         return found
 
+    def coded_kinds(self) -> list[str]:
+        """The kinds with at least one coded resource."""
+        return [kind for kind, codes in self._by_code.items() if codes]
+
     def code_keys(
         self, kind: str
     ) -> tuple[Collection[tuple[str, str]], Collection[tuple[str, str]]]:

@@ -162,10 +162,27 @@ def _compiled(node: Node) -> _Compiled:
     return entry
 
 
+_RULES: dict[int, tuple[Rule, tuple[_Step, ...], tuple[_Step, ...]]] = {}
+
+
+def _compiled_rule(rule: Rule) -> tuple[tuple[_Step, ...], tuple[_Step, ...]]:
+    """The steps of a rule's inclusion and exclusion, looked up once per rule, not per node."""
+    entry = _RULES.get(id(rule))
+    if entry is None or entry[0] is not rule:
+        logic = rule.logic
+        inclusion = tuple(_compiled(node).step for node in logic.inclusion)
+        exclusion = tuple(_compiled(node).step for node in logic.exclusion)
+        entry = (rule, inclusion, exclusion)
+        if len(_RULES) >= _COMPILED_LIMIT:
+            _RULES.clear()
+        _RULES[id(rule)] = entry
+    return entry[1], entry[2]
+
+
 def _compile(node: Node) -> _Step:
     fact = node.fact()
     if fact is not None:
-        return _compile_fact(node, *fact)
+        return _compile_fact(*fact)
     if node.ref is not None:
         return _compile_ref(node, node.ref)
     if node.all_ is not None:
@@ -213,14 +230,15 @@ class _Call:
         return result
 
     def rule(self, rule: Rule) -> Fired | None:
+        inclusion, exclusion = _compiled_rule(rule)
         results = []
-        for node in rule.logic.inclusion:
-            result = _compiled(node).step(self)
+        for step in inclusion:
+            result = step(self)
             if not result.holds:
                 return None
             results.append(result)
-        for node in rule.logic.exclusion:
-            if _compiled(node).step(self).holds:
+        for step in exclusion:
+            if step(self).holds:
                 return None
         evidence: dict[tuple[str, str, str], Evidence] = {}
         absent: list[str] = []
@@ -248,13 +266,15 @@ class _Call:
             return doc.description if doc else node.ref
         fact = node.fact()
         if fact is not None:
-            kind, query = fact
-            if query.label:
-                return query.label
-            if query.valueset:
-                return self.valuesets[query.valueset].title.lower()
-            return kind.replace("-", " ")
+            return self.fact_label(*fact)
         return "matching record"
+
+    def fact_label(self, kind: str, query: FactQuery) -> str:
+        if query.label:
+            return query.label
+        if query.valueset:
+            return self.valuesets[query.valueset].title.lower()
+        return kind.replace("-", " ")
 
     def absent(self, node: Node) -> str:
         """The explanation line for a ``not`` that held."""
@@ -324,7 +344,7 @@ def _compile_patient(query: PatientQuery) -> _Step:
     return patient
 
 
-def _compile_fact(node: Node, kind: str, query: FactQuery) -> _Step:
+def _compile_fact(kind: str, query: FactQuery) -> _Step:
     valueset = query.valueset
     filters = _filters(kind, query)
     needed = query.count.at_least if query.count else 1
@@ -342,7 +362,7 @@ def _compile_fact(node: Node, kind: str, query: FactQuery) -> _Step:
             items = narrow(call, items)
         if len(items) < needed:
             return _FALSE
-        label = call.label(node)
+        label = call.fact_label(kind, query)
         return _Result(True, tuple([(label, item) for item in items]))
 
     return fact

@@ -74,14 +74,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _freeze_long_lived_objects() -> None:
-    """Keep what lives as long as the process (knowledge, app, modules) out of the cyclic GC.
+    """Keep what lives as long as the process (knowledge, app, modules) out of the cyclic GC,
+    and let the youngest generation grow to 10,000 objects before it is collected.
 
     A large request allocates hundreds of thousands of objects, and every full collection it
-    triggers would otherwise walk the whole knowledge base as well: without this, collection
-    took about as long as the rest of a large call.
+    triggers would otherwise walk the whole knowledge base as well: without the freeze,
+    collection took about as long as the rest of a large call. Parsed request bodies are
+    acyclic and freed by reference counting, so collecting every 700 allocations (the default)
+    only re-walks a body still being built: with 10,000, a 2.4 MB call took about 13 % less
+    (median of four alternating runs; small calls unchanged).
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def served_app() -> Any:

@@ -73,6 +73,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+SERVE_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
+
+
 def _freeze_long_lived_objects() -> None:
     """Keep what lives as long as the process (knowledge, app, modules) out of the cyclic GC,
     and let the youngest generation grow to 10,000 objects before it is collected.
@@ -86,7 +89,7 @@ def _freeze_long_lived_objects() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    gc.set_threshold(SERVE_GC_THRESHOLD, 10, 10)
 
 
 def served_app() -> Any:

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds.hooks import FeedbackItem
 from cds.settings import Settings
@@ -41,6 +42,8 @@ from cds.store import ShownCard
 __all__ = ["SqlStore", "jwt_replay", "make_engine", "metadata", "open_store"]
 
 metadata = MetaData()
+# The newest migration in cds/migrations/versions: the schema the tables below describe.
+SCHEMA_HEAD = "0002"
 
 shown_cards = Table(
     "shown_cards",
@@ -241,9 +244,20 @@ def make_engine(settings: Settings) -> Engine:
 
 def open_store(settings: Settings, suppressing_reasons: Collection[str] = ()) -> SqlStore:
     """Open the database; with ``CDS_MIGRATE_ON_START`` bring its schema up to date first."""
-    from cds.migrate import upgrade_database  # the migrations import this module's tables
-
     engine = make_engine(settings)
-    if settings.migrate_on_start:
+    if settings.migrate_on_start and not _at_schema_head(engine):
+        from cds.migrate import upgrade_database  # the migrations import this module's tables
+
         upgrade_database(engine)
     return SqlStore(engine, suppressing_reasons)
+
+
+def _at_schema_head(engine: Engine) -> bool:
+    """True when the database is already at ``SCHEMA_HEAD``: the usual start, which then needs
+    neither Alembic (a tenth of a second to import) nor the migration lock."""
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:  # no such table yet: a new database
+        return False
+    return [row[0] for row in versions] == [SCHEMA_HEAD]

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, inspect, text
 
 from cds.app import create_app
 from cds.cli import main
-from cds.db import make_engine, metadata
+from cds.db import SCHEMA_HEAD, make_engine, metadata, open_store
 from cds.knowledge import Knowledge
 from cds.migrate import alembic_config, current_revision, head_revision, upgrade_database
 from cds.settings import Settings
@@ -93,3 +93,21 @@ def test_the_db_commands(
     assert f"schema (empty) -> {head_revision()}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_schema_head_names_the_newest_migration() -> None:
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_opening_a_database_at_head_runs_no_migration(
+    db_settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade_database(engine, "0001")  # one behind: opening brings it up to date
+    open_store(db_settings).close()
+    assert current_revision(engine) == head_revision()
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("migrated a database already at head")
+
+    monkeypatch.setattr("cds.migrate.upgrade_database", refuse)
+    open_store(db_settings).close()  # at head: checked with one query, nothing else

@@ -21,7 +21,7 @@ _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 # value -> parsed. A record repeats dates (a day's vitals, a course of treatment), and so do
 # consecutive calls for one patient; parsing is a pure function of the text.
 _PARSED: dict[str, datetime | None] = {}
-_PARSED_LIMIT = 100_000
+_PARSED_LIMIT = 20_000  # a few large records; about 4 MB at most
 
 
 def parse_fhir_datetime(value: Any) -> datetime | None:

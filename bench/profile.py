@@ -135,7 +135,7 @@ def phase_times(
                         HookRequest.model_validate(orjson.loads(body)),
                         knowledge=knowledge,
                         settings=settings,
-                        http=None,
+                        fhir_transport=None,
                         now=now,
                     )
                 ).wire()

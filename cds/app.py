@@ -67,11 +67,8 @@ def create_app(
                 refresh_seconds=settings.suppression_refresh_seconds,
             )
             runtime.call_store.start()
-        transport = AiohttpTransport(max_connections=100)
-        runtime.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.fhir_timeout_seconds),
-            transport=MeasuredTransport(transport, runtime.metrics),
-            follow_redirects=False,
+        runtime.fhir_transport = MeasuredTransport(
+            AiohttpTransport(max_connections=100), runtime.metrics
         )
         jwks_http: httpx.AsyncClient | None = None
         if trusted is not None:
@@ -80,7 +77,7 @@ def create_app(
         try:
             yield
         finally:
-            await runtime.http.aclose()
+            await runtime.fhir_transport.aclose()
             if jwks_http is not None:
                 await jwks_http.aclose()
             if runtime.call_store is not None:

@@ -1,4 +1,4 @@
-"""What one running service holds: settings, knowledge, store and the shared HTTP client."""
+"""What one running service holds: settings, knowledge, store and the FHIR transport."""
 
 from __future__ import annotations
 
@@ -22,6 +22,6 @@ class Runtime:
     knowledge: Knowledge
     store: Store | None = None
     call_store: CallStore | None = None  # the hook route's in-memory front to a SQL store
-    http: httpx.AsyncClient | None = None
+    fhir_transport: httpx.AsyncBaseTransport | None = None  # shared by every FHIR query
     verifier: ClientVerifier | None = None  # None when no trusted clients are configured
     metrics: Metrics = field(default_factory=Metrics)

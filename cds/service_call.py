@@ -130,19 +130,23 @@ async def run_service(
     *,
     knowledge: Knowledge,
     settings: Settings,
-    http: httpx.AsyncClient | None,
+    fhir_transport: httpx.AsyncBaseTransport | None,
     now: datetime,
     store: Store | None = None,
 ) -> CallResult:
     patient_id = _check_request(service, request)
     client = None
     no_client_reason = "no fhirServer in the request"
-    if request.fhir_server and http is not None:
+    if request.fhir_server and fhir_transport is not None:
         refusal = check_fhir_server_url(request.fhir_server, allow_http=settings.allow_http_fhir)
         if refusal is None:
             token = request.fhir_authorization.access_token if request.fhir_authorization else None
             client = FhirClient(
-                http, request.fhir_server, access_token=token, max_pages=settings.fhir_max_pages
+                fhir_transport,
+                request.fhir_server,
+                access_token=token,
+                max_pages=settings.fhir_max_pages,
+                timeout_seconds=settings.fhir_timeout_seconds,
             )
         else:
             no_client_reason = refusal
@@ -256,7 +260,7 @@ def run_offline(
             HookRequest.model_validate(body),
             knowledge=knowledge,
             settings=settings or Settings(require_jwt=False),
-            http=None,
+            fhir_transport=None,
             now=now,
         )
     )

@@ -127,7 +127,7 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
             hook_request,
             knowledge=runtime.knowledge,
             settings=runtime.settings,
-            http=runtime.http,
+            fhir_transport=runtime.fhir_transport,
             now=datetime.now(UTC),
             store=runtime.call_store or runtime.store,
         )

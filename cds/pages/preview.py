@@ -156,7 +156,7 @@ async def _run(
             hook_request,
             knowledge=knowledge,
             settings=settings,
-            http=None,
+            fhir_transport=None,
             now=now,
             store=store,
         )

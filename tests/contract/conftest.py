@@ -60,10 +60,9 @@ def contract_app(settings: Settings, contract_knowledge: Knowledge) -> Iterator[
     app = create_app(settings, knowledge=contract_knowledge)
     with TestClient(app) as client:
         runtime: Runtime = app.state.runtime
-        shipped = runtime.http
-        runtime.http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
+        shipped = runtime.fhir_transport
+        runtime.fhir_transport = httpx.MockTransport(transport)
         try:
             yield ContractApp(client=client, knowledge=contract_knowledge, transport=transport)
         finally:
-            refusing, runtime.http = runtime.http, shipped
-            client.portal.call(refusing.aclose)  # type: ignore[union-attr]
+            runtime.fhir_transport = shipped

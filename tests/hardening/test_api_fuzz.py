@@ -89,9 +89,9 @@ def api_schema(
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # also starts the lifespan
     runtime: Runtime = app.state.runtime
-    assert runtime.http is not None
-    asyncio.run(runtime.http.aclose())  # never used: replaced before the first call
-    runtime.http = httpx.AsyncClient(transport=httpx.MockTransport(outside))
+    assert runtime.fhir_transport is not None
+    asyncio.run(runtime.fhir_transport.aclose())  # never used: replaced before the first call
+    runtime.fhir_transport = httpx.MockTransport(outside)
     try:
         yield schema
     finally:

@@ -31,9 +31,10 @@ class Recorder:
 
 def _fetch(handler: Handler, query: str, *, max_pages: int = 5, token: str | None = TOKEN) -> Any:
     async def run() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            client = FhirClient(http, BASE, access_token=token, max_pages=max_pages)
-            return await client.fetch(query)
+        client = FhirClient(
+            httpx.MockTransport(handler), BASE, access_token=token, max_pages=max_pages
+        )
+        return await client.fetch(query)
 
     return asyncio.run(run())
 

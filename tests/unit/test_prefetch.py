@@ -166,9 +166,8 @@ def _resolve(
         if server is None:
             return await resolve_prefetch(request, plan, None, budget_seconds=budget)
         transport = httpx.MockTransport(server.handle)
-        async with httpx.AsyncClient(transport=transport) as http:
-            client = FhirClient(http, BASE, access_token="tok", max_pages=5)
-            return await resolve_prefetch(request, plan, client, budget_seconds=budget)
+        client = FhirClient(transport, BASE, access_token="tok", max_pages=5)
+        return await resolve_prefetch(request, plan, client, budget_seconds=budget)
 
     return asyncio.run(run())
 
@@ -320,9 +319,8 @@ def test_unexpected_errors_are_not_swallowed() -> None:
         request = HookRequest.model_validate(
             {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "p1"}}
         )
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            client = FhirClient(http, BASE, access_token=None, max_pages=1)
-            await resolve_prefetch(request, PLAN, client, budget_seconds=5)
+        client = FhirClient(httpx.MockTransport(handler), BASE, access_token=None, max_pages=1)
+        await resolve_prefetch(request, PLAN, client, budget_seconds=5)
 
     with pytest.raises(Boom):
         asyncio.run(run())

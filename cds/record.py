@@ -161,17 +161,20 @@ class PatientRecord:
             self.skipped += 1
             return
         index = self._index
-        if (
-            index is not None
-            and kind not in self._whole_kinds
-            and not any(
-                index.knows(system, key)
-                for system, code, _ in codings
-                for key in (code, *(ingredients.get(code, ()) if system == RXNORM else ()))
-            )
-        ):
-            self.unread += 1
-            return
+        if index is not None and kind not in self._whole_kinds:
+            known = index.known
+            for system, code, _ in codings:
+                if (system, code) in known:
+                    break
+                if system == ICD10CM and index.knows(system, code):
+                    break
+                if system == RXNORM and any(
+                    (RXNORM, ingredient) in known for ingredient in ingredients.get(code, ())
+                ):
+                    break
+            else:  # no code of it is in any value set: no rule can find it
+                self.unread += 1
+                return
         rid = resource.get("id")
         item = Item(
             resource=resource,

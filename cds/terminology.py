@@ -106,6 +106,7 @@ class CodeIndex:
 
     exact: dict[_CodeKey, frozenset[str]]  # (system, code) -> value sets listing that code
     families: dict[_CodeKey, frozenset[str]]  # (system, prefix) -> value sets with that family
+    known: frozenset[_CodeKey] = frozenset()  # every key of the two: "is this code in any?"
 
     @classmethod
     def of(cls, valuesets: Iterable[CompiledValueSet]) -> CodeIndex:
@@ -119,12 +120,12 @@ class CodeIndex:
         return cls(
             exact={k: frozenset(v) for k, v in exact.items()},
             families={k: frozenset(v) for k, v in families.items()},
+            known=frozenset(exact) | frozenset(families),
         )
 
     def knows(self, system: str, code: str) -> bool:
         """True when some value set could match this (normalised) code."""
-        key = (system, code)
-        if key in self.exact or key in self.families:
+        if (system, code) in self.known:
             return True
         if system != ICD10CM:
             return False

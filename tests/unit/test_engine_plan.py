@@ -51,15 +51,17 @@ def test_a_closure_left_under_a_reused_id_is_not_taken_for_another_node() -> Non
     assert entry.step is not stale.step
 
 
+CANCER = CompiledValueSet(
+    id="breast-cancer",
+    title="Breast cancer",
+    codes=frozenset({(SNOMED, "254837009")}),
+    prefixes=frozenset({(ICD10CM, "C50")}),
+)
+PAIN = CompiledValueSet(id="pain", title="Pain", codes=frozenset({(SNOMED, "22253000")}))
+
+
 def test_the_code_index_matches_as_value_sets_do() -> None:
-    cancer = CompiledValueSet(
-        id="breast-cancer",
-        title="Breast cancer",
-        codes=frozenset({(SNOMED, "254837009")}),
-        prefixes=frozenset({(ICD10CM, "C50")}),
-    )
-    pain = CompiledValueSet(id="pain", title="Pain", codes=frozenset({(SNOMED, "22253000")}))
-    index = CodeIndex.of([cancer, pain])
+    index = CodeIndex.of([CANCER, PAIN])
     assert index.matched_by([(SNOMED, "254837009")], []) == {"breast-cancer"}
     assert index.matched_by([(ICD10CM, "C50")], []) == {"breast-cancer"}  # the family's root
     assert index.matched_by([(ICD10CM, "C50911")], [(ICD10CM, "C50")]) == {"breast-cancer"}
@@ -79,15 +81,8 @@ def test_the_code_index_matches_as_value_sets_do() -> None:
     ],
 )
 def test_the_code_index_agrees_with_record_find(coding: dict[str, str]) -> None:
-    cancer = CompiledValueSet(
-        id="breast-cancer",
-        title="Breast cancer",
-        codes=frozenset({(SNOMED, "254837009")}),
-        prefixes=frozenset({(ICD10CM, "C50")}),
-    )
-    pain = CompiledValueSet(id="pain", title="Pain", codes=frozenset({(SNOMED, "22253000")}))
-    index = CodeIndex.of([cancer, pain])
+    index = CodeIndex.of([CANCER, PAIN])
     condition = {"resourceType": "Condition", "id": "c", "code": {"coding": [coding]}}
     record = PatientRecord.build([condition], now=datetime(2026, 1, 1, tzinfo=UTC))
     matched = index.matched_by(*record.code_keys("condition"))
-    assert matched == {vs.id for vs in (cancer, pain) if record.find("condition", vs)}
+    assert matched == {vs.id for vs in (CANCER, PAIN) if record.find("condition", vs)}

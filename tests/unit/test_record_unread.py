@@ -9,9 +9,8 @@ import pytest
 
 from cds.engine import Evaluation, evaluate
 from cds.knowledge import Knowledge
-from cds.offline import bundle_resources
 from cds.record import PatientRecord
-from cds.scenarios import example_patients, large_patient
+from tests.unit.example_records import example_records, indexed_record
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -20,24 +19,14 @@ def _outcome(evaluation: Evaluation) -> list[tuple[str, tuple[object, ...], tupl
     return [(f.rule.id, f.evidence, f.absent) for f in evaluation.fired]
 
 
-def _patients() -> list[tuple[str, list[dict[str, object]]]]:
-    patients = [(s.id, bundle_resources(s.bundle)) for s in example_patients(NOW.date())]
-    patients.append(("large", bundle_resources(large_patient(1500, now=NOW.date()))))
-    return patients
-
-
-@pytest.mark.parametrize(("name", "resources"), _patients(), ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("name", "resources"), example_records(NOW.date(), 1500), ids=lambda v: str(v)[:40]
+)
 def test_rules_answer_alike_on_the_indexed_record(
     knowledge: Knowledge, name: str, resources: list[dict[str, object]]
 ) -> None:
     whole = PatientRecord.build(resources, now=NOW, ingredients=knowledge.ingredients)
-    indexed = PatientRecord.build(
-        resources,
-        now=NOW,
-        ingredients=knowledge.ingredients,
-        index=knowledge.code_index,
-        kinds_read_whole=knowledge.kinds_read_whole,
-    )
+    indexed = indexed_record(knowledge, resources, NOW)
     assert whole.unread == 0
     assert whole.skipped == indexed.skipped
     for service in knowledge.services.values():

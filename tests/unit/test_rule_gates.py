@@ -11,11 +11,9 @@ import pytest
 from cds.engine import evaluate
 from cds.knowledge import Knowledge
 from cds.logic import Node
-from cds.offline import bundle_resources
-from cds.record import PatientRecord
 from cds.rule_gates import rule_gates
 from cds.rules import Logic, Rule
-from cds.scenarios import example_patients, large_patient
+from tests.unit.example_records import example_records, indexed_record
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -55,25 +53,15 @@ def test_gates_are_read_off_the_logic(
     assert sorted(map(sorted, gates)) == sorted(map(sorted, expected))
 
 
-def _patients() -> list[tuple[str, list[dict[str, Any]]]]:
-    patients = [(s.id, bundle_resources(s.bundle)) for s in example_patients(NOW.date())]
-    patients.append(("large", bundle_resources(large_patient(800, now=NOW.date()))))
-    return patients
-
-
-@pytest.mark.parametrize(("name", "resources"), _patients(), ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("name", "resources"), example_records(NOW.date(), 800), ids=lambda v: str(v)[:40]
+)
 def test_skipping_on_gates_changes_no_answer(
     knowledge: Knowledge, name: str, resources: list[dict[str, Any]]
 ) -> None:
     skipped = 0
     for service in knowledge.services.values():
-        record = PatientRecord.build(
-            resources,
-            now=NOW,
-            ingredients=knowledge.ingredients,
-            index=knowledge.code_index,
-            kinds_read_whole=knowledge.kinds_read_whole,
-        )
+        record = indexed_record(knowledge, resources, NOW)
         gated = evaluate(knowledge, service.rules, record)
         # Copies are not the knowledge's own rules, so the engine walks each of them whole.
         walked = evaluate(knowledge, [rule.model_copy() for rule in service.rules], record)

@@ -2,10 +2,10 @@
 
 One shared httpx transport per process (:mod:`cds.fhir_transport`), used directly: a FHIR
 query needs none of a client's cookies, redirects or auth flows, and does not get them. Every
-query follows ``Bundle.link[next]``
-up to a page cap and only within the server's own origin (the access token is never sent
-anywhere else). Every failure becomes :class:`~cds.errors.FhirServerError` with a ``kind`` that
-metrics and logs can use without exposing data.
+query follows ``Bundle.link[next]`` up to a page cap and only within the server's own origin
+(the access token is never sent anywhere else). Every failure becomes
+:class:`~cds.errors.FhirServerError` with a ``kind`` that metrics and logs can use without
+exposing data.
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ class CodeIndex:
 
     def matched_by(self, codes: Iterable[_CodeKey], prefixes: Iterable[_CodeKey]) -> set[str]:
         """Value sets that ``codes`` (exact, normalised) or ``prefixes`` (their ICD-10-CM
-        prefixes) fall in; the same matching as :meth:`CompiledValueSet.contains`."""
+        prefixes) fall in: the matching of ``PatientRecord.find``, where a code that is itself
+        a family's root (``C50``) belongs to the family."""
         found: set[str] = set()
         exact = self.exact
         families = self.families

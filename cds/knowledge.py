@@ -33,7 +33,7 @@ from cds.rules import (
     SourceDocument,
     ValueSetFile,
 )
-from cds.suggestion_check import check_suggestion_resource
+from cds.suggestion_check import check_suggestion_resource, education_placeholders
 from cds.terminology import CodeIndex, CompiledValueSet, canonical_system, normalize_code
 
 __all__ = ["Knowledge", "Service", "load_knowledge"]
@@ -224,6 +224,7 @@ def load_knowledge(knowledge_dir: Path, cards_dir: Path, *, with_cases: bool = T
         override_reasons=override_reasons,
         source=source,
         knowledge_dir=knowledge_dir,
+        education_dir=cards_dir / "education",
     )
     _check_cases(
         problems,
@@ -524,6 +525,7 @@ def _check_references(
     override_reasons: dict[str, OverrideReasonSpec],
     source: SourceDocument | None,
     knowledge_dir: Path,
+    education_dir: Path,
 ) -> None:
     headings = {s.heading for s in source.sections} if source else set()
 
@@ -593,12 +595,21 @@ def _check_references(
             seen_ids.add(suggestion.id)
             for message in check_suggestion_resource(suggestion.resource):
                 problems.add(path, f"suggestions.{index}.resource: {message}")
+            try:
+                linked = education_placeholders(suggestion.resource)
+            except ValueError:
+                linked = []  # reported by check_suggestion_resource
+            for slug in linked:
+                if slug not in education:
+                    problems.add(
+                        path, f"suggestions.{index}.resource: unknown education page {slug!r}"
+                    )
 
     for slug, page in education.items():
         for section in page.sections:
             if headings and section not in headings:
                 problems.add(
-                    knowledge_dir.parent / "cards" / "education" / f"{slug}.md",
+                    education_dir / f"{slug}.md",
                     f"sections: {section!r} is not a heading of the source document",
                 )
 

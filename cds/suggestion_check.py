@@ -7,7 +7,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["check_suggestion_resource", "fill_placeholders", "validate_r4_resource"]
+__all__ = [
+    "check_suggestion_resource",
+    "education_placeholders",
+    "fill_placeholders",
+    "validate_r4_resource",
+]
 
 _ALLOWED = {
     "ServiceRequest",
@@ -50,7 +55,10 @@ def check_suggestion_resource(resource: dict[str, Any]) -> list[str]:
         problems.append("status must be 'draft'")
     if rtype in ("ServiceRequest", "MedicationRequest") and resource.get("intent") != "proposal":
         problems.append("intent must be 'proposal'")
-    filled = fill_placeholders(resource, "http://127.0.0.1:8080")
+    try:
+        filled = fill_placeholders(resource, "http://127.0.0.1:8080")
+    except ValueError as exc:
+        return [*problems, str(exc)]
     problems += validate_r4_resource({**filled, "subject": _PLACEHOLDER_PATIENT})
     return problems
 
@@ -58,12 +66,39 @@ def check_suggestion_resource(resource: dict[str, Any]) -> list[str]:
 _PLACEHOLDER = "{{education:"
 
 
+def education_placeholders(value: Any) -> list[str]:
+    """The education-page slugs that ``{{education:<slug>}}`` placeholders in ``value`` name.
+
+    Raises ``ValueError`` for a placeholder without its closing ``}}``.
+    """
+    if isinstance(value, str):
+        slugs = []
+        start = value.find(_PLACEHOLDER)
+        while start >= 0:
+            end = value.find("}}", start)
+            if end < 0:
+                raise ValueError(f"{value[start:]!r}: an education placeholder needs its '}}}}'")
+            slugs.append(value[start + len(_PLACEHOLDER) : end])
+            start = value.find(_PLACEHOLDER, end)
+        return slugs
+    if isinstance(value, dict):
+        return [slug for item in value.values() for slug in education_placeholders(item)]
+    if isinstance(value, list):
+        return [slug for item in value for slug in education_placeholders(item)]
+    return []
+
+
 def fill_placeholders(value: Any, base_url: str) -> Any:
-    """Replace ``{{education:<slug>}}`` with the page's absolute URL, anywhere in ``value``."""
+    """Replace ``{{education:<slug>}}`` with the page's absolute URL, anywhere in ``value``.
+
+    Raises ``ValueError`` for a placeholder without its closing ``}}`` (the loader reports it).
+    """
     if isinstance(value, str):
         if _PLACEHOLDER in value:
             start = value.index(_PLACEHOLDER)
-            end = value.index("}}", start)
+            end = value.find("}}", start)
+            if end < 0:
+                raise ValueError(f"{value[start:]!r}: an education placeholder needs its '}}}}'")
             slug = value[start + len(_PLACEHOLDER) : end]
             url = f"{base_url.rstrip('/')}/education/{slug}"
             return fill_placeholders(value[:start] + url + value[end + 2 :], base_url)

@@ -11,7 +11,7 @@ import pytest
 
 from cds.cli import main
 from cds.errors import KnowledgeError
-from cds.knowledge import Knowledge
+from cds.knowledge import Knowledge, load_knowledge
 from tests.unit.knowledge_tree import TEMPLATE, Tree, rule_data
 
 RULE_FILE = "knowledge/rules/test-rule.yaml"
@@ -185,6 +185,40 @@ def test_invalid_fhir_in_a_suggestion(
     tree = Tree(tmp_path)
     tree.rules["test-rule"]["suggestions"][0]["resource"].update(change)
     _expect(tree, RULE_FILE, *fragments)
+
+
+def test_education_placeholder_without_its_end_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.rules["test-rule"]["suggestions"][0]["resource"]["note"] = [
+        {"text": "See {{education:when-to-call-your-doctor"}
+    ]
+    _expect(tree, RULE_FILE, "suggestions.0.resource", "needs its '}}'")
+
+
+def test_education_placeholder_naming_an_unknown_page(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.rules["test-rule"]["suggestions"][0]["resource"]["note"] = [
+        {"text": "See {{education:no-such-page}}"}
+    ]
+    _expect(tree, RULE_FILE, "suggestions.0.resource", "unknown education page 'no-such-page'")
+
+
+def test_an_education_page_problem_names_the_cards_folder_it_was_read_from(
+    tmp_path: Path,
+) -> None:
+    tree = Tree(tmp_path)
+    tree.education["bone-health"] = (
+        "---\ntitle: Bone health\nsummary: About bones.\nsections: [Bones]\n---\n# Bones\n"
+    )
+    tree.write()
+    elsewhere = tmp_path / "site-content"
+    (tree.cards_dir).rename(elsewhere)
+    with pytest.raises(KnowledgeError) as caught:
+        load_knowledge(tree.knowledge_dir, elsewhere)
+    assert any(
+        str(elsewhere / "education" / "bone-health.md") in p or "site-content/education" in p
+        for p in caught.value.problems
+    ), caught.value.problems
 
 
 # --- duplicates -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds import __version__
 from cds.api import analytics_routes, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
@@ -88,7 +89,7 @@ def create_app(
 
     app = ServiceApp(
         title="Breast cancer follow-up CDS Hooks service",
-        version="0.1.0",
+        version=__version__,
         description="CDS Hooks 2.0.1 service: follow-up cards and patient education for "
         "patients with a history of breast cancer.",
         lifespan=lifespan,

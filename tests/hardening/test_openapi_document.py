@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
 from cds.analytics import RuleFeedbackStats
 from cds.api.analytics_routes import RuleFeedback
 from cds.api.openapi import OperationOutcome
+from cds.app import request_error_response
 from cds.errors import RequestError
 from cds.outcome import operation_outcome
 
@@ -57,9 +59,16 @@ def test_the_metrics_and_pages_media_types(client: TestClient) -> None:
 
 
 def test_every_error_class_renders_as_the_documented_outcome() -> None:
-    for error in RequestError.__subclasses__():
-        body = operation_outcome("why", code=error.code, expression=["a.b"])
-        OperationOutcome.model_validate(body)
+    for error_class in RequestError.__subclasses__():
+        error = error_class("why")
+        response = request_error_response(error)
+        assert response.status_code == error_class.status
+        outcome = OperationOutcome.model_validate(orjson.loads(response.body))
+        assert outcome.issue[0].code == error_class.code
+        # An authentication failure says only "unauthorized", whatever the reason was.
+        expected = "unauthorized" if error_class.status == 401 else "why"
+        assert outcome.issue[0].diagnostics == expected
+        assert ("WWW-Authenticate" in response.headers) == (error_class.status == 401)
     OperationOutcome.model_validate(operation_outcome("internal error", code="exception"))
 
 

@@ -35,9 +35,6 @@ class PrefetchPlan:
     def templates(self) -> dict[str, str]:
         return {key.name: key.template for key in self.keys}
 
-    def key(self, name: str) -> PrefetchKey | None:
-        return next((k for k in self.keys if k.name == name), None)
-
 
 _PATIENT = "{{context.patientId}}"
 _KEYS_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cds.hooks import HOOKS
+from cds.hooks import HOOKS, Indicator
 from cds.logic import Node
 
 __all__ = [
@@ -42,7 +42,6 @@ SYSTEM_SHORTHANDS = {
     "hgnc": "http://www.genenames.org",
     "v3-interpretation": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
 }
-Indicator = Literal["info", "warning", "critical"]
 
 
 class _Schema(BaseModel):

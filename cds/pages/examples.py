@@ -24,7 +24,7 @@ from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, read_json_file
 from cds.scenarios import example_patients
 
-__all__ = ["ExamplePatient", "example_catalogue", "find_example"]
+__all__ = ["ExamplePatient", "example_catalogue"]
 
 SCENARIO_GROUP = "Example patients (synthetic)"
 CASE_GROUP = "Rule cases"
@@ -135,9 +135,3 @@ def example_catalogue(
     if synthea_dir is not None and synthea_dir.is_dir():
         examples += _synthea(synthea_dir.resolve())
     return examples
-
-
-def find_example(
-    knowledge: Knowledge, synthea_dir: Path | None, today: date, key: str
-) -> ExamplePatient | None:
-    return next((e for e in example_catalogue(knowledge, synthea_dir, today) if e.key == key), None)

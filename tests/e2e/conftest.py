@@ -84,6 +84,19 @@ def tight_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         stop(process)
 
 
+@pytest.fixture(scope="session")
+def capped_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A roomy budget with the default page cap: a capped search fails on its pages, never on
+    the clock (a loaded machine can take more than the tight budget for ten pages)."""
+    process, url = _serve(
+        tmp_path_factory.mktemp("cds-e2e-capped"), ROOMY_BUDGET_SECONDS, max_pages=10
+    )
+    try:
+        yield url
+    finally:
+        stop(process)
+
+
 @pytest.fixture
 def service(service_url: str) -> Iterator[httpx.Client]:
     # The timeout is a hang guard, far above the service's own budget; never a timing check.
@@ -94,4 +107,10 @@ def service(service_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def tight_service(tight_service_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=tight_service_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def capped_service(capped_service_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=capped_service_url, timeout=60) as client:
         yield client

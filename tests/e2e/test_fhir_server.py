@@ -444,7 +444,7 @@ def test_the_service_keeps_answering_after_the_failures(
 
 
 def test_a_search_past_the_page_cap_is_unavailable_not_partial(
-    fhir: MedplumServer, tight_service: httpx.Client, knowledge: Knowledge
+    fhir: MedplumServer, capped_service: httpx.Client, knowledge: Knowledge
 ) -> None:
     """Eleven one-resource pages of conditions with a cap of ten: the list is not used."""
     patient_id = "e2e-page-cap"
@@ -471,7 +471,7 @@ def test_a_search_past_the_page_cap_is_unavailable_not_partial(
     fhir.control(pageSize=1)
     svc = _services(knowledge)[0]
     others = {k.name: None for k in svc.prefetch.keys if k.name not in ("patient", "conditions")}
-    response = _call(tight_service, svc, patient_id, fhir=fhir, prefetch=others)
+    response = _call(capped_service, svc, patient_id, fhir=fhir, prefetch=others)
     conditions_pages = [e for e in fhir.requests() if e["url"].startswith("/Condition")]
     assert len(conditions_pages) == 10
     if all("conditions" in keys for keys in svc.prefetch.rule_keys.values()):

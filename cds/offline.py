@@ -17,22 +17,37 @@ import orjson
 from cds.errors import BadRequest
 from cds.prefetch_plan import PrefetchPlan
 
-__all__ = ["bundle_resources", "read_json_file", "request_from_resources"]
+__all__ = ["bundle_resources", "parse_json_bytes", "read_json_file", "request_from_resources"]
 
 DEFAULT_USER = "Practitioner/example"
+_BZ2_MAGIC = b"BZh"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_json_file(path: Path) -> Any:
-    """Read JSON, plain or compressed (.bz2, .gz)."""
-    raw = path.read_bytes()
-    if path.suffix == ".bz2":
-        raw = bz2.decompress(raw)
-    elif path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    """Read JSON, plain or compressed (bz2, gzip: told by the file's first bytes, not its name)."""
+    if path.is_dir():
+        raise BadRequest(f"{path} is a directory, not a JSON file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadRequest(f"{path}: no such file") from None
+    return parse_json_bytes(raw, path.name)
+
+
+def parse_json_bytes(raw: bytes, name: str) -> Any:
+    """Parse JSON that may be bz2- or gzip-compressed; ``name`` names it in errors."""
+    try:
+        if raw.startswith(_BZ2_MAGIC):
+            raw = bz2.decompress(raw)
+        elif raw.startswith(_GZIP_MAGIC):
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, ValueError) as exc:
+        raise BadRequest(f"{name} is not a readable compressed file ({exc})") from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"{path.name} is not valid JSON ({exc.msg})") from exc
+        raise BadRequest(f"{name} is not valid JSON ({exc.msg})") from None
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:

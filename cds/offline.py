@@ -7,14 +7,14 @@ exactly as an EHR honouring our templates would send it.
 from __future__ import annotations
 
 import bz2
-import gzip
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from cds.errors import BadRequest
+from cds.errors import BadRequest, PayloadTooLarge
 from cds.prefetch_plan import PrefetchPlan
 
 __all__ = ["bundle_resources", "parse_json_bytes", "read_json_file", "request_from_resources"]
@@ -35,19 +35,38 @@ def read_json_file(path: Path) -> Any:
     return parse_json_bytes(raw, path.name)
 
 
-def parse_json_bytes(raw: bytes, name: str) -> Any:
-    """Parse JSON that may be bz2- or gzip-compressed; ``name`` names it in errors."""
+def parse_json_bytes(raw: bytes, name: str, *, max_unpacked: int | None = None) -> Any:
+    """Parse JSON that may be bz2- or gzip-compressed; ``name`` names it in errors.
+
+    ``max_unpacked`` caps the size of the decompressed JSON (for files from the network).
+    """
     try:
         if raw.startswith(_BZ2_MAGIC):
-            raw = bz2.decompress(raw)
+            raw = _unpack(bz2.BZ2Decompressor(), raw, max_unpacked, name)
         elif raw.startswith(_GZIP_MAGIC):
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, ValueError) as exc:
+            raw = _unpack(zlib.decompressobj(wbits=31), raw, max_unpacked, name)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise BadRequest(f"{name} is not a readable compressed file ({exc})") from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"{name} is not valid JSON ({exc.msg})") from None
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+def _unpack(decompressor: _Decompressor, raw: bytes, limit: int | None, name: str) -> bytes:
+    out = decompressor.decompress(raw) if limit is None else decompressor.decompress(raw, limit + 1)
+    if limit is not None and len(out) > limit:
+        raise PayloadTooLarge(f"{name} unpacks to more than {limit} bytes")
+    if not decompressor.eof:
+        raise EOFError("the compressed data ends too early")
+    return out
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:

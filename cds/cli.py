@@ -254,17 +254,20 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("knowledge export")
 def _knowledge_export(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.fhir_export import write_fhir_export
+    from cds.fhir_export import VALIDATED_WITH, check_canonical_base, write_fhir_export
 
-    knowledge = _load(settings)
-    base_url = args.base_url or settings.public_base_url
-    written = write_fhir_export(knowledge, Path(args.outdir), base_url=base_url)
-    plans = sum(1 for p in written if p.name.startswith("PlanDefinition-"))
-    valuesets = sum(1 for p in written if p.name.startswith("ValueSet-"))
-    print(
-        f"wrote {plans} PlanDefinitions, {valuesets} ValueSets and one collection Bundle "
-        f"to {args.outdir} (all validated as FHIR R4)"
+    base = check_canonical_base(
+        args.canonical_base or settings.public_base_url, allow_loopback=args.allow_loopback
     )
+    knowledge = _load(settings)
+    written = write_fhir_export(knowledge, Path(args.outdir), base_url=base)
+    counts: dict[str, int] = {}
+    for path in written:
+        kind = path.name.split("-", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    listed = ", ".join(f"{n} {kind}s" for kind, n in counts.items() if kind != "Bundle")
+    print(f"wrote {listed} and one collection Bundle to {args.outdir}")
+    print(f"canonical URLs under {base}/fhir/; validated with the {VALIDATED_WITH}")
     return 0
 
 
@@ -430,7 +433,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("outdir", help="directory to write the JSON files into")
     export.add_argument("--format", choices=["fhir"], default="fhir", help="only fhir (R4)")
     export.add_argument(
-        "--base-url", help="canonical URL base of the resources (default: CDS_PUBLIC_BASE_URL)"
+        "--canonical-base",
+        "--base-url",
+        dest="canonical_base",
+        help="base of the resources' canonical URLs, e.g. https://cds.example.org "
+        "(default: CDS_PUBLIC_BASE_URL)",
+    )
+    export.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="accept a base on this machine (localhost, 127.0.0.1), e.g. for a local test",
     )
     coverage = ksub.add_parser("coverage", help="write knowledge/COVERAGE.md")
     coverage.add_argument("--output", help="where to write (default: <knowledge dir>/COVERAGE.md)")

@@ -7,13 +7,14 @@ the ``fastapi-offline`` package ships (under ``/docs-assets/``), with no web fon
 
 from __future__ import annotations
 
-import asyncio
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
+
+from cds.api.responses import packaged_file
 
 __all__ = ["ASSETS_URL", "router"]
 
@@ -59,12 +60,4 @@ async def redoc(request: Request) -> HTMLResponse:
 
 @router.get(ASSETS_URL + "/{name}")
 async def asset(name: str) -> Response:
-    media_type = _TYPES.get(name)
-    if media_type is None:
-        raise HTTPException(status_code=404, detail=f"no documentation asset {name[:80]!r}")
-    content = await asyncio.to_thread((_ASSETS / name).read_bytes)
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
+    return await packaged_file(_ASSETS, name, _TYPES, max_age=86400, what="documentation asset")

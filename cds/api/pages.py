@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from cds.analytics import rule_feedback_stats
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
+from cds.api.responses import packaged_file
 from cds.db import SqlStore
 from cds.education import education_index, render_education_html
 from cds.errors import BadRequest, RequestError
@@ -123,15 +124,7 @@ def _not_found(request: Request, detail: str, *, nav: str, title: str, back: str
     ),
 )
 async def static_file(name: str) -> Response:
-    media_type = _STATIC_TYPES.get(name)
-    if media_type is None:
-        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
-    content = await asyncio.to_thread((_STATIC / name).read_bytes)
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
-    )
+    return await packaged_file(_STATIC, name, _STATIC_TYPES, max_age=300, what="static file")
 
 
 @router.get("/", response_class=HTMLResponse, responses=_PAGE)

@@ -168,11 +168,17 @@ async def _preview(
     order: str,
     as_of: str,
     upload: KeptUpload | None,
+    fresh_upload: bool = False,
     submitted: bool = False,
     failed: RequestError | None = None,
 ) -> HTMLResponse:
+    """The preview page; with a patient or a file, its cards. A file uploaded with this very
+    submit is used even if a patient is still chosen from the run before; a file kept from an
+    earlier run is used only while no patient is chosen."""
     runtime = _runtime(request)
     knowledge, settings = runtime.knowledge, runtime.settings
+    if upload is not None and fresh_upload:
+        patient = ""
     today = datetime.now(UTC).date()
     examples = await asyncio.to_thread(example_catalogue, knowledge, settings.synthea_dir, today)
     synthea_pending = (
@@ -291,18 +297,19 @@ async def preview_page(
 
 async def _received_upload(
     request: Request, upload: UploadFile | None, kept_upload: str
-) -> KeptUpload | None:
-    """The file of this run: a new upload (kept for the next runs), else the kept one."""
+) -> tuple[KeptUpload | None, bool]:
+    """The file of this run and whether it was uploaded just now (then it is kept for the next
+    runs), else the one kept from before."""
     kept = _kept_uploads(request)
     if upload is not None and upload.filename:
         raw = await upload.read(_runtime(request).settings.max_body_bytes + 1)
-        return kept.keep(upload.filename, raw)
+        return kept.keep(upload.filename, raw), True
     if kept_upload:
         found = kept.get(kept_upload)
         if found is None:
             raise BadRequest("the uploaded file is no longer kept: upload it again")
-        return found
-    return None
+        return found, False
+    return None, False
 
 
 @router.post("/preview", response_class=HTMLResponse, responses=_PREVIEW_FORM)
@@ -315,9 +322,9 @@ async def preview_submit(
     upload: Annotated[UploadFile | None, File()] = None,
     kept_upload: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
-    received, failed = None, None
+    received, fresh, failed = None, False, None
     try:
-        received = await _received_upload(request, upload, kept_upload)
+        received, fresh = await _received_upload(request, upload, kept_upload)
     except RequestError as exc:
         failed = exc
     return await _preview(
@@ -327,6 +334,7 @@ async def preview_submit(
         order=order,
         as_of=as_of,
         upload=received,
+        fresh_upload=fresh,
         submitted=True,
         failed=failed,
     )

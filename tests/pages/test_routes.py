@@ -486,9 +486,9 @@ def test_an_upload_is_kept_for_the_next_run_and_may_be_bz2(client: TestClient) -
     import bz2
 
     packed = bz2.compress(json.dumps(_hostile_bundle()).encode())
-    first = client.post(
+    first = client.post(  # a patient still chosen from the run before: the new file wins
         "/preview",
-        data={"hook": "patient-view", "as_of": "2026-06-01"},
+        data={"hook": "patient-view", "as_of": "2026-06-01", "patient": WARNING_PATIENT},
         files={"upload": ("record.json.bz2", packed, "application/x-bzip2")},
     )
     assert first.status_code == 200
@@ -496,6 +496,8 @@ def test_an_upload_is_kept_for_the_next_run_and_may_be_bz2(client: TestClient) -
     token = re.search(r'name="kept_upload" value="([^"]+)"', first.text)
     assert token is not None
     assert "<strong>record.json.bz2</strong>" in first.text
+    assert "Uploaded file record.json.bz2" in first.text
+    assert f'value="{WARNING_PATIENT}" selected' not in first.text
     again = client.post(
         "/preview",
         data={"hook": "patient-view", "as_of": "2026-06-01", "kept_upload": token.group(1)},

@@ -32,9 +32,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-# Service vs a bare FastAPI ceiling on loopback; prints the table, refreshes docs/benchmarks.md.
+# Service vs a bare FastAPI ceiling on loopback; prints the table and writes it to the untracked
+# bench/results/benchmarks.md; `make bench UPDATE_DOCS=1` refreshes the tracked docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(UPDATE_DOCS),--out docs/benchmarks.md)
 
 # One large request in-process under cProfile: where the time goes.
 bench-profile: $(STAMP)

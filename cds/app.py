@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds import __version__
-from cds.api import analytics_routes, health, hooks_routes, pages
+from cds.api import analytics_routes, api_docs, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
 from cds.api.hook_fast_path import HookCallEndpoint, ServiceApp
@@ -94,6 +94,8 @@ def create_app(
         "patients with a history of breast cancer.",
         lifespan=lifespan,
         default_response_class=FhirJSONResponse,
+        docs_url=None,  # FastAPI's pages load from a CDN; cds.api.api_docs serves them offline
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_openapi(app)  # errors as OperationOutcomes, parsed bodies, the client JWT
@@ -101,6 +103,7 @@ def create_app(
     app.include_router(hooks_routes.router, dependencies=[Depends(authenticate_client)])
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(api_docs.router)
     app.include_router(analytics_routes.router)
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)

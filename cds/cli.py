@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
+from pydantic import ValidationError
 
-from cds.errors import CdsError, KnowledgeError, RequestError
+from cds import __version__
+from cds.errors import BadRequest, CdsError, RequestError
 from cds.hooks import HOOKS
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
@@ -104,34 +107,70 @@ def served_app() -> Any:
 def _parse_now(text: str | None) -> datetime:
     if not text:
         return datetime.now(UTC)
-    parsed = datetime.fromisoformat(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            f"--now {text[:40]!r} is not a date or date-time (e.g. 2026-01-01)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+ORDER_HOOKS = ("order-select", "order-sign")
+
+
+def _evaluation_calls(
+    data: Any, hook: str | None, knowledge: Knowledge
+) -> list[tuple[Service, dict[str, Any]]]:
+    """The calls `cds evaluate` makes: a request file as it is, a record on ``hook``."""
+    if isinstance(data, dict) and "hook" in data and "context" in data:
+        if hook is not None and hook != data["hook"]:
+            raise BadRequest(
+                f"--hook {hook} conflicts with the request file's hook {str(data['hook'])!r}: "
+                "leave --hook out, or evaluate a Bundle"
+            )
+        return [(service, data) for service in knowledge.services_for(str(data["hook"]))]
+    hook = hook or "patient-view"
+    resources = bundle_resources(data)
+    if not any(r.get("resourceType") == "Patient" for r in resources):
+        raise BadRequest(
+            "the Bundle has no Patient resource (the service would answer 412 to such a call)"
+        )
+    if hook in ORDER_HOOKS:
+        raise BadRequest(
+            f"the {hook} hook needs a draft order and a plain Bundle gives none: evaluate a "
+            "CDS Hooks request file whose context.draftOrders holds the order"
+        )
+    return [
+        (
+            service,
+            request_from_resources(
+                resources, service.prefetch, hook=hook, hook_instance="cli-evaluate"
+            ),
+        )
+        for service in knowledge.services_for(hook)
+    ]
+
+
+def _run_offline(service: Service, body: dict[str, Any], **kwargs: Any) -> Any:
+    try:
+        return run_offline(service, body, **kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        raise BadRequest(f"invalid CDS Hooks request: {where}: {first['msg']}") from None
 
 
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     # the rule cases are test data: evaluating a record does not need them
     knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
-    data = read_json_file(Path(args.file))
     now = _parse_now(args.now)
-    calls: list[tuple[Service, dict[str, Any]]]
-    if isinstance(data, dict) and "hook" in data and "context" in data:
-        calls = [(service, data) for service in knowledge.services_for(str(data["hook"]))]
-    else:
-        resources = bundle_resources(data)
-        calls = [
-            (
-                service,
-                request_from_resources(
-                    resources, service.prefetch, hook=args.hook, hook_instance="cli-evaluate"
-                ),
-            )
-            for service in knowledge.services_for(args.hook)
-        ]
+    calls = _evaluation_calls(read_json_file(Path(args.file)), args.hook, knowledge)
     cards: list[dict[str, Any]] = []
     explanations: list[tuple[str, str, str, list[str]]] = []
     for service, body in calls:
-        result = run_offline(service, body, knowledge=knowledge, settings=settings, now=now)
+        result = _run_offline(service, body, knowledge=knowledge, settings=settings, now=now)
         cards += result.cards
         explanations += [
             (
@@ -168,12 +207,16 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+CHECK_WIDTH = 100  # columns `cds knowledge check` fits in (a rule id up to 60 characters)
+
+
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     from cds.cases import run_case
 
     knowledge = _load(settings)
     rows = []
+    details: list[str] = []
     failures = 0
     for rule_id, rule in sorted(knowledge.rules.items()):
         results = [run_case(knowledge, rule, case) for case in knowledge.cases.get(rule_id, ())]
@@ -184,16 +227,23 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
                 rule_id,
                 rule.status,
                 rule.card.indicator,
-                ",".join(rule.hooks),
-                rule.source.section + (" [beyond source]" if rule.source.beyond_source else ""),
                 f"{len(results) - len(failed)}/{len(results)}",
                 rule.review.state,
             )
         )
-    headers = ("rule", "status", "indicator", "hooks", "cites section", "cases", "review")
+        details.append(
+            "hooks "
+            + ", ".join(rule.hooks)
+            + "; cites "
+            + rule.source.section
+            + (" [beyond source]" if rule.source.beyond_source else "")
+        )
+    headers = ("rule", "status", "indicator", "cases", "review")
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    for row in (headers, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row, detail in zip(rows, details, strict=True):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print(textwrap.fill(detail, CHECK_WIDTH, initial_indent="    ", subsequent_indent="      "))
     print(
         f"\n{len(knowledge.rules)} rules, {len(knowledge.services)} services, "
         f"{len(knowledge.valuesets)} value sets, {len(knowledge.education)} education pages; "
@@ -204,17 +254,20 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("knowledge export")
 def _knowledge_export(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.fhir_export import write_fhir_export
+    from cds.fhir_export import VALIDATED_WITH, check_canonical_base, write_fhir_export
 
-    knowledge = _load(settings)
-    base_url = args.base_url or settings.public_base_url
-    written = write_fhir_export(knowledge, Path(args.outdir), base_url=base_url)
-    plans = sum(1 for p in written if p.name.startswith("PlanDefinition-"))
-    valuesets = sum(1 for p in written if p.name.startswith("ValueSet-"))
-    print(
-        f"wrote {plans} PlanDefinitions, {valuesets} ValueSets and one collection Bundle "
-        f"to {args.outdir} (all validated as FHIR R4)"
+    base = check_canonical_base(
+        args.canonical_base or settings.public_base_url, allow_loopback=args.allow_loopback
     )
+    knowledge = _load(settings)
+    written = write_fhir_export(knowledge, Path(args.outdir), base_url=base)
+    counts: dict[str, int] = {}
+    for path in written:
+        kind = path.name.split("-", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    listed = ", ".join(f"{n} {kind}s" for kind, n in counts.items() if kind != "Bundle")
+    print(f"wrote {listed} and one collection Bundle to {args.outdir}")
+    print(f"canonical URLs under {base}/fhir/; validated with the {VALIDATED_WITH}")
     return 0
 
 
@@ -231,6 +284,7 @@ def _knowledge_coverage(args: argparse.Namespace, settings: Settings) -> int:
         if current != text:
             print(f"{output} is out of date: run `cds knowledge coverage`", file=sys.stderr)
             return 1
+        print(f"{output} is up to date")
     else:
         output.write_text(text, encoding="utf-8")
         print(f"wrote {output}")
@@ -327,21 +381,43 @@ def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``error: ...`` and exit status 2.
+
+    Subcommand parsers are made with the class of their parent, so every command has it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cds", description=__doc__)
+    parser = _Parser(prog="cds", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the CDS Hooks service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    serve = sub.add_parser(
+        "serve",
+        help="run the CDS Hooks service",
+        description="Run the CDS Hooks service. Other settings come from CDS_* variables.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (each loads the knowledge)"
+    )
     serve.add_argument(
         "--graceful-seconds", type=int, default=20, help="time in-flight calls get on SIGTERM"
     )
 
     evaluate = sub.add_parser("evaluate", help="evaluate a Bundle or a CDS Hooks request offline")
     evaluate.add_argument("file", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)")
-    evaluate.add_argument("--hook", default="patient-view", choices=HOOKS)
+    evaluate.add_argument(
+        "--hook",
+        choices=HOOKS,
+        help="hook to call with a Bundle (default: patient-view); a request file has its own",
+    )
     evaluate.add_argument("--now", help="evaluation date, e.g. 2026-01-01 (default: now)")
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
 
@@ -357,7 +433,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("outdir", help="directory to write the JSON files into")
     export.add_argument("--format", choices=["fhir"], default="fhir", help="only fhir (R4)")
     export.add_argument(
-        "--base-url", help="canonical URL base of the resources (default: CDS_PUBLIC_BASE_URL)"
+        "--canonical-base",
+        "--base-url",
+        dest="canonical_base",
+        help="base of the resources' canonical URLs, e.g. https://cds.example.org "
+        "(default: CDS_PUBLIC_BASE_URL)",
+    )
+    export.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="accept a base on this machine (localhost, 127.0.0.1), e.g. for a local test",
     )
     coverage = ksub.add_parser("coverage", help="write knowledge/COVERAGE.md")
     coverage.add_argument("--output", help="where to write (default: <knowledge dir>/COVERAGE.md)")
@@ -380,23 +465,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """What a user error says, on one line."""
+    if isinstance(exc, RequestError):
+        return exc.diagnostics
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list) and problems:
+        head = str(exc).split(":", 1)[0]
+        return f"{head}: " + "; ".join(str(p) for p in problems)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A user error (anything of :mod:`cds.errors`' tree, or a file that
+    cannot be read) prints one line starting ``error:`` and exits 2; a bug keeps its traceback.
+    """
     args = _parser().parse_args(argv)
     name = args.command
     action = getattr(args, f"{name}_command", None)
     if action:
         name = f"{name} {action}"
-    settings = Settings()
     try:
-        return _COMMANDS[name](args, settings)
-    except KnowledgeError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except RequestError as exc:
-        print(f"error: {exc.diagnostics}", file=sys.stderr)
-        return 2
-    except CdsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return _COMMANDS[name](args, Settings())
+    except (CdsError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

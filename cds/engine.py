@@ -7,7 +7,7 @@ that made each inclusion hold and the facts whose absence it relied on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -19,7 +19,7 @@ from cds.logic_text import describe_node
 from cds.record import Item, PatientRecord
 from cds.rule_gates import Gate
 from cds.rules import Rule
-from cds.terminology import V3_INTERPRETATION, canonical_system, normalize_code
+from cds.terminology import V3_INTERPRETATION, CompiledValueSet, canonical_system, normalize_code
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
@@ -244,7 +244,7 @@ class _Call:
         absent: list[str] = []
         for result in results:
             for label, item in result.items:
-                shown = _evidence(label, item)
+                shown = _evidence(label, item, self.valuesets)
                 evidence.setdefault((shown.resource_type, shown.resource_id, label), shown)
             absent.extend(a for a in result.absent if a not in absent)
         return Fired(rule=rule, evidence=tuple(evidence.values()), absent=tuple(absent))
@@ -562,7 +562,26 @@ def _interpretations(resource: dict[str, Any]) -> set[str]:
     return out
 
 
-def _evidence(label: str, item: Item) -> Evidence:
+def _valueset_display(item: Item, valuesets: Mapping[str, CompiledValueSet]) -> str | None:
+    """The name a value set of ours gives one of the item's codes (exact code first, then an
+    ICD-10-CM family): for a record whose codings carry no display of their own."""
+    for system, code, _ in item.codings:
+        for n in range(len(code), 2, -1):
+            for valueset in valuesets.values():
+                display = valueset.displays.get((system, code[:n]))
+                if display:
+                    return display if n == len(code) else f"{display}: {code}"
+    return None
+
+
+def _shown_display(item: Item, valuesets: Mapping[str, CompiledValueSet]) -> str:
+    """The record's own display when it has one, else our value set's name of the code."""
+    if any(display for _, _, display in item.codings):
+        return item.display()
+    return _valueset_display(item, valuesets) or item.display()
+
+
+def _evidence(label: str, item: Item, valuesets: Mapping[str, CompiledValueSet]) -> Evidence:
     value = None
     resource = item.resource
     quantity = _quantity(resource.get("valueQuantity"))
@@ -579,7 +598,7 @@ def _evidence(label: str, item: Item) -> Evidence:
         label=label,
         resource_type=item.rtype,
         resource_id=item.id or "(no id)",
-        display=item.display()[:120],
+        display=_shown_display(item, valuesets)[:120],
         date=item.date.date().isoformat() if item.date else None,
         value=value,
     )

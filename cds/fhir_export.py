@@ -3,34 +3,92 @@
 Every service becomes a ``PlanDefinition`` of type ``eca-rule``: one action per rule, triggered
 by the service's hook (a ``named-event`` trigger), with the rule's logic as readable
 ``applicability`` conditions (``text/x-readable``; our logic is data, not CQL), the cited section
-of the source document as ``relatedArtifact``, and the rule's suggestions as sub-actions. Every
-value set becomes a ``ValueSet`` whose ``compose`` lists the explicit codes; an ICD-10-CM family
-is an ``is-a`` filter on its prefix. Everything is validated with the fhir.resources R4B models
-before anything is written.
+of the source document as ``relatedArtifact``, and the rule's suggestions as sub-actions. Each
+suggestion is also an ``ActivityDefinition`` (the sub-action's ``definitionCanonical``), so a
+``$apply`` engine can create the suggested order. Every value set becomes a ``ValueSet`` whose
+``compose`` lists the explicit codes; an ICD-10-CM family is an ``is-a`` filter on its prefix.
+Each extension we use has its ``StructureDefinition``.
+
+Everything is validated with the fhir.resources R4B models (FHIR 4.3.0, :data:`VALIDATED_WITH`)
+before anything is written; the resources use only elements that R4 (4.0.1) has as well.
+Canonical URLs start with a base the caller gives; a loopback base (the default public URL of a
+development server) is refused unless asked for, since nobody else can resolve it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+from fhir.resources.R4B.activitydefinition import ActivityDefinition
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.plandefinition import PlanDefinition
+from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import BaseModel, ValidationError
 
 from cds import __version__
 from cds.cards import RULE_SYSTEM
-from cds.errors import KnowledgeError
+from cds.errors import ConfigurationError, KnowledgeError
 from cds.knowledge import Knowledge, Service
 from cds.logic_text import describe_node, describe_rule
-from cds.rules import Rule, ValueSetFile
+from cds.rules import Rule, SuggestionSpec, ValueSetFile
 from cds.terminology import canonical_system
 
-__all__ = ["READABLE_LANGUAGE", "build_fhir_export", "write_fhir_export"]
+__all__ = [
+    "EXTENSIONS",
+    "READABLE_LANGUAGE",
+    "VALIDATED_WITH",
+    "build_fhir_export",
+    "check_canonical_base",
+    "write_fhir_export",
+]
 
+VALIDATED_WITH = f"FHIR 4.3.0 (R4B) models of fhir.resources {version('fhir.resources')}"
+TARGET_FHIR_VERSION = "4.0.1"  # what EHRs send and read; the exported elements exist in R4
 READABLE_LANGUAGE = "text/x-readable"
+_EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
+
+
+# name -> (title, value type, where it is used, what it says)
+EXTENSIONS: dict[str, tuple[str, str, str, str]] = {
+    "rule-status": (
+        "Rule status",
+        "code",
+        "PlanDefinition.action",
+        "The rule's status in this service: active (it can fire), draft or retired.",
+    ),
+    "rule-version": (
+        "Rule version",
+        "string",
+        "PlanDefinition.action",
+        "The rule's own version, raised whenever its logic or card changes.",
+    ),
+    "card-indicator": (
+        "Card indicator",
+        "code",
+        "PlanDefinition.action",
+        "The CDS Hooks card indicator of the rule's card: info, warning or critical.",
+    ),
+    "review-state": (
+        "Clinical review state",
+        "string",
+        "PlanDefinition.action",
+        "Whether a clinician reviewed the rule, and who and when.",
+    ),
+    "code-verification": (
+        "Code verification",
+        "code",
+        "ValueSet.compose.include.concept",
+        "How the code was checked against its code system: V (verified in the published "
+        "code system) or U (not yet verified).",
+    ),
+}
 _PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
 _ACTION_TYPE = "http://terminology.hl7.org/CodeSystem/action-type"
 _EXPRESSION_NAME_MAX = 64
@@ -51,6 +109,116 @@ class _Urls:
 
     def extension(self, name: str) -> str:
         return f"{self.base}/fhir/StructureDefinition/{name}"
+
+
+def check_canonical_base(base_url: str, *, allow_loopback: bool = False) -> str:
+    """The base of the canonical URLs, refused when it is not http(s) or (unless allowed) when
+    it names this machine (``localhost``, 127.0.0.0/8, ``::1``): nobody else could resolve it."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError([f"canonical base {base_url!r}: not an http(s) URL"])
+    host = parts.hostname
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if loopback and not allow_loopback:
+        raise ConfigurationError(
+            [
+                f"canonical base {base_url!r} names this machine, which nobody else can "
+                "resolve: give --canonical-base https://your.host (or --allow-loopback)"
+            ]
+        )
+    return base_url.rstrip("/")
+
+
+def _structure_definition(name: str, urls: _Urls) -> dict[str, Any]:
+    title, value_type, context, description = EXTENSIONS[name]
+    url = urls.extension(name)
+    return {
+        "resourceType": "StructureDefinition",
+        "id": name,
+        "url": url,
+        "version": __version__,
+        "name": _computable_name(name),
+        "title": title,
+        "status": "active",
+        "description": description,
+        "fhirVersion": TARGET_FHIR_VERSION,
+        "kind": "complex-type",
+        "abstract": False,
+        "context": [{"type": "element", "expression": context}],
+        "type": "Extension",
+        "baseDefinition": _EXTENSION_BASE,
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {
+                    "id": "Extension",
+                    "path": "Extension",
+                    "short": title,
+                    "definition": description,
+                    "max": "1",
+                },
+                {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+                {"id": "Extension.url", "path": "Extension.url", "fixedUri": url},
+                {
+                    "id": "Extension.value[x]",
+                    "path": "Extension.value[x]",
+                    "min": 1,
+                    "type": [{"code": value_type}],
+                },
+            ]
+        },
+    }
+
+
+def _activity_id(rule: Rule, suggestion_id: str) -> str:
+    """``<rule id>.<suggestion id>``; when that is over FHIR's 64 characters, its first 55
+    and 8 hex digits of its SHA-256 (stable, and distinct for distinct suggestions)."""
+    full = f"{rule.id}.{suggestion_id}"
+    if len(full) <= _FHIR_ID_MAX:
+        return full
+    return f"{full[:55].rstrip('-.')}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"
+
+
+def _activity_definition(rule: Rule, suggestion: SuggestionSpec, urls: _Urls) -> dict[str, Any]:
+    """What one suggestion creates, for a ``$apply`` engine: its kind, code and intent."""
+    resource = suggestion.resource
+    rid = _activity_id(rule, suggestion.id)
+    activity: dict[str, Any] = {
+        "resourceType": "ActivityDefinition",
+        "id": rid,
+        "url": urls.canonical("ActivityDefinition", rid),
+        "version": __version__,
+        "name": _computable_name(f"{rule.id}-{suggestion.id}")[:255],
+        "title": suggestion.label,
+        "status": "active" if rule.status == "active" else "draft",
+        "description": suggestion.description,
+        "kind": resource.get("resourceType"),
+        "intent": "proposal",
+    }
+    if isinstance(resource.get("code"), dict):
+        activity["code"] = resource["code"]
+    if isinstance(resource.get("priority"), str):
+        activity["priority"] = resource["priority"]
+    text = _payload_text(resource)
+    if text is not None:
+        quoted = text.replace("\\", "\\\\").replace("'", "\\'")
+        activity["dynamicValue"] = [
+            {
+                "path": "payload[0].contentString",
+                "expression": {"language": "text/fhirpath", "expression": f"'{quoted}'"},
+            }
+        ]
+    return activity
+
+
+def _payload_text(resource: dict[str, Any]) -> str | None:
+    for payload in resource.get("payload") or ():
+        if isinstance(payload, dict) and isinstance(payload.get("contentString"), str):
+            return str(payload["contentString"])
+    return None
 
 
 def _condition(kind: str, index: int, rule: Rule, text: str) -> dict[str, Any]:
@@ -116,6 +284,9 @@ def _rule_action(knowledge: Knowledge, rule: Rule, hook: str, urls: _Urls) -> di
                     {"code": [suggestion.resource["code"]]}
                     if isinstance(suggestion.resource.get("code"), dict)
                     else {}
+                ),
+                "definitionCanonical": urls.canonical(
+                    "ActivityDefinition", _activity_id(rule, suggestion.id)
                 ),
             }
             for suggestion in rule.suggestions
@@ -232,10 +403,19 @@ def build_fhir_export(knowledge: Knowledge, *, base_url: str) -> dict[str, dict[
         name = f"PlanDefinition-{service_id}.json"
         out[name] = _plan_definition(knowledge, service, urls)
         problems += _validate(name, PlanDefinition, out[name])
+    for _, rule in sorted(knowledge.rules.items()):
+        for suggestion in rule.suggestions:
+            name = f"ActivityDefinition-{_activity_id(rule, suggestion.id)}.json"
+            out[name] = _activity_definition(rule, suggestion, urls)
+            problems += _validate(name, ActivityDefinition, out[name])
     for vs_id, vs_file in sorted(knowledge.valueset_files.items()):
         name = f"ValueSet-{vs_id}.json"
         out[name] = _value_set(vs_file, vs_id in active_valuesets, urls)
         problems += _validate(name, ValueSet, out[name])
+    for extension in EXTENSIONS:
+        name = f"StructureDefinition-{extension}.json"
+        out[name] = _structure_definition(extension, urls)
+        problems += _validate(name, StructureDefinition, out[name])
     bundle = {
         "resourceType": "Bundle",
         "id": "breast-cancer-followup-knowledge",

@@ -7,32 +7,66 @@ exactly as an EHR honouring our templates would send it.
 from __future__ import annotations
 
 import bz2
-import gzip
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from cds.errors import BadRequest
+from cds.errors import BadRequest, PayloadTooLarge
 from cds.prefetch_plan import PrefetchPlan
 
-__all__ = ["bundle_resources", "read_json_file", "request_from_resources"]
+__all__ = ["bundle_resources", "parse_json_bytes", "read_json_file", "request_from_resources"]
 
 DEFAULT_USER = "Practitioner/example"
+_BZ2_MAGIC = b"BZh"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_json_file(path: Path) -> Any:
-    """Read JSON, plain or compressed (.bz2, .gz)."""
-    raw = path.read_bytes()
-    if path.suffix == ".bz2":
-        raw = bz2.decompress(raw)
-    elif path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    """Read JSON, plain or compressed (bz2, gzip: told by the file's first bytes, not its name)."""
+    if path.is_dir():
+        raise BadRequest(f"{path} is a directory, not a JSON file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadRequest(f"{path}: no such file") from None
+    return parse_json_bytes(raw, path.name)
+
+
+def parse_json_bytes(raw: bytes, name: str, *, max_unpacked: int | None = None) -> Any:
+    """Parse JSON that may be bz2- or gzip-compressed; ``name`` names it in errors.
+
+    ``max_unpacked`` caps the size of the decompressed JSON (for files from the network).
+    """
+    try:
+        if raw.startswith(_BZ2_MAGIC):
+            raw = _unpack(bz2.BZ2Decompressor(), raw, max_unpacked, name)
+        elif raw.startswith(_GZIP_MAGIC):
+            raw = _unpack(zlib.decompressobj(wbits=31), raw, max_unpacked, name)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise BadRequest(f"{name} is not a readable compressed file ({exc})") from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"{path.name} is not valid JSON ({exc.msg})") from exc
+        raise BadRequest(f"{name} is not valid JSON ({exc.msg})") from None
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+def _unpack(decompressor: _Decompressor, raw: bytes, limit: int | None, name: str) -> bytes:
+    out = decompressor.decompress(raw) if limit is None else decompressor.decompress(raw, limit + 1)
+    if limit is not None and len(out) > limit:
+        raise PayloadTooLarge(f"{name} unpacks to more than {limit} bytes")
+    if not decompressor.eof:
+        raise EOFError("the compressed data ends too early")
+    return out
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:

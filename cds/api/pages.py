@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from cds.analytics import rule_feedback_stats
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
+from cds.api.responses import packaged_file
 from cds.db import SqlStore
 from cds.education import education_index, render_education_html
 from cds.errors import BadRequest, RequestError
@@ -28,8 +29,10 @@ from cds.pages.analytics_view import (
 )
 from cds.pages.case_status import CaseStatusCache
 from cds.pages.draft_orders import DRAFT_ORDERS
-from cds.pages.examples import ExamplePatient, example_catalogue
+from cds.pages.examples import ExamplePatient, example_catalogue, synthea_with_breast_cancer
+from cds.pages.kept_uploads import KeptUpload, KeptUploads
 from cds.pages.knowledge_view import rule_detail, rule_rows
+from cds.pages.negotiation import prefers_html
 from cds.pages.preview import (
     PreviewResult,
     parse_upload,
@@ -39,7 +42,7 @@ from cds.pages.preview import (
     request_patient,
 )
 from cds.pages.site import base_context, home_context
-from cds.pages.templating import render_page
+from cds.pages.templating import render_page, sentence
 from cds.runtime import Runtime
 
 __all__ = ["router"]
@@ -76,7 +79,11 @@ _PREVIEW = merge_responses(
 )
 # A form field of the wrong type is refused before the page is built.
 _PREVIEW_FORM = merge_responses(_PREVIEW, outcome_responses(400))
-_NOT_FOUND = merge_responses(_PAGE, outcome_responses(404))
+_NOT_FOUND = merge_responses(
+    _PAGE,
+    outcome_responses(404),
+    html_responses({404: "A page saying so, for a caller that asks for HTML (a browser)."}),
+)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -92,6 +99,22 @@ def _page(knowledge: Knowledge, template: str, *, nav: str, title: str, **contex
     return render_page(template, **base_context(knowledge, nav=nav, title=title), **context)
 
 
+def _not_found(request: Request, detail: str, *, nav: str, title: str, back: str) -> HTMLResponse:
+    """A 404: an HTML page for a browser, the API's OperationOutcome for anyone else."""
+    if not prefers_html(request.headers.get("accept")):
+        raise HTTPException(status_code=404, detail=detail)
+    body = _page(
+        _runtime(request).knowledge,
+        "not_found.html",
+        nav=nav,
+        title=title,
+        message=sentence(detail) + ".",
+        back_href=nav,
+        back_label=back,
+    )
+    return _html(body, status_code=404)
+
+
 @router.get(
     "/static/{name}",
     response_class=Response,
@@ -101,15 +124,7 @@ def _page(knowledge: Knowledge, template: str, *, nav: str, title: str, **contex
     ),
 )
 async def static_file(name: str) -> Response:
-    media_type = _STATIC_TYPES.get(name)
-    if media_type is None:
-        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
-    content = await asyncio.to_thread((_STATIC / name).read_bytes)
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
-    )
+    return await packaged_file(_STATIC, name, _STATIC_TYPES, max_age=300, what="static file")
 
 
 @router.get("/", response_class=HTMLResponse, responses=_PAGE)
@@ -138,6 +153,13 @@ def _parse_day(text: str) -> date | None:
         raise BadRequest(f"'Evaluate as of' is not a date: {text[:20]!r}") from None
 
 
+def _kept_uploads(request: Request) -> KeptUploads:
+    kept: KeptUploads | None = getattr(request.app.state, "kept_uploads", None)
+    if kept is None:
+        kept = request.app.state.kept_uploads = KeptUploads()
+    return kept
+
+
 async def _preview(
     request: Request,
     *,
@@ -145,12 +167,25 @@ async def _preview(
     hook: str,
     order: str,
     as_of: str,
-    upload: bytes | None,
+    upload: KeptUpload | None,
+    fresh_upload: bool = False,
+    submitted: bool = False,
+    failed: RequestError | None = None,
 ) -> HTMLResponse:
+    """The preview page; with a patient or a file, its cards. A file uploaded with this very
+    submit is used even if a patient is still chosen from the run before; a file kept from an
+    earlier run is used only while no patient is chosen."""
     runtime = _runtime(request)
     knowledge, settings = runtime.knowledge, runtime.settings
+    if upload is not None and fresh_upload:
+        patient = ""
     today = datetime.now(UTC).date()
     examples = await asyncio.to_thread(example_catalogue, knowledge, settings.synthea_dir, today)
+    synthea_pending = (
+        settings.synthea_dir is not None
+        and settings.synthea_dir.is_dir()
+        and synthea_with_breast_cancer(knowledge, settings.synthea_dir) is None
+    )
     selected = next((e for e in examples if e.key == patient), None) if patient else None
     hook = hook or (selected.hook if selected and selected.hook else "") or "patient-view"
     form = {"patient": patient, "hook": hook, "order": order, "as_of": as_of}
@@ -166,10 +201,14 @@ async def _preview(
         if order and draft is None:
             raise BadRequest(f"unknown draft order {order[:40]!r}")
         day = _parse_day(as_of)
-        if upload:
-            parsed = parse_upload(upload, settings.max_body_bytes)
+        if failed is not None:
+            raise failed
+        if submitted and not patient and upload is None:
+            raise BadRequest("choose an example patient or upload a file")
+        if upload is not None and not patient:
+            parsed = parse_upload(upload.content, settings.max_body_bytes, upload.filename)
             now = _moment(day, today)
-            subject = "Uploaded file"
+            subject = f"Uploaded file {upload.filename}"
             if parsed.hook_request is not None:
                 result = await preview_hook_request(
                     parsed.hook_request,
@@ -216,6 +255,8 @@ async def _preview(
         nav="/preview",
         title="Card preview",
         example_groups=_groups(examples),
+        example_count=len(examples),
+        synthea_pending=synthea_pending,
         selected_example=selected,
         hooks=[(h, bool(knowledge.services_for(h))) for h in HOOKS],
         orders=list(DRAFT_ORDERS.values()),
@@ -225,6 +266,7 @@ async def _preview(
         subject=subject,
         draft_label=DRAFT_ORDERS[order].label if order in DRAFT_ORDERS else "",
         error=error,
+        upload=upload,
     )
     return _html(body, status_code=status)
 
@@ -253,6 +295,23 @@ async def preview_page(
     )
 
 
+async def _received_upload(
+    request: Request, upload: UploadFile | None, kept_upload: str
+) -> tuple[KeptUpload | None, bool]:
+    """The file of this run and whether it was uploaded just now (then it is kept for the next
+    runs), else the one kept from before."""
+    kept = _kept_uploads(request)
+    if upload is not None and upload.filename:
+        raw = await upload.read(_runtime(request).settings.max_body_bytes + 1)
+        return kept.keep(upload.filename, raw), True
+    if kept_upload:
+        found = kept.get(kept_upload)
+        if found is None:
+            raise BadRequest("the uploaded file is no longer kept: upload it again")
+        return found, False
+    return None, False
+
+
 @router.post("/preview", response_class=HTMLResponse, responses=_PREVIEW_FORM)
 async def preview_submit(
     request: Request,
@@ -261,11 +320,24 @@ async def preview_submit(
     order: Annotated[str, Form()] = "",
     as_of: Annotated[str, Form()] = "",
     upload: Annotated[UploadFile | None, File()] = None,
+    kept_upload: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
-    raw = None
-    if upload is not None and upload.filename:
-        raw = await upload.read(_runtime(request).settings.max_body_bytes + 1)
-    return await _preview(request, patient=patient, hook=hook, order=order, as_of=as_of, upload=raw)
+    received, fresh, failed = None, False, None
+    try:
+        received, fresh = await _received_upload(request, upload, kept_upload)
+    except RequestError as exc:
+        failed = exc
+    return await _preview(
+        request,
+        patient=patient,
+        hook=hook,
+        order=order,
+        as_of=as_of,
+        upload=received,
+        fresh_upload=fresh,
+        submitted=True,
+        failed=failed,
+    )
 
 
 # --- knowledge ---------------------------------------------------------------------------------
@@ -299,7 +371,13 @@ async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     rule = knowledge.rules.get(rule_id)
     if rule is None:
-        raise HTTPException(status_code=404, detail=f"no rule with id {rule_id[:80]!r}")
+        return _not_found(
+            request,
+            f"no rule with id {rule_id[:80]!r}",
+            nav="/knowledge",
+            title="No such rule",
+            back="All rules",
+        )
     results = await asyncio.to_thread(_case_cache(request).results, rule_id)
     context = rule_detail(knowledge, rule, results, repo_root=_REPO_ROOT)
     return _html(_page(knowledge, "rule.html", nav="/knowledge", title=rule.title, **context))
@@ -326,7 +404,13 @@ async def education_page(request: Request, slug: str) -> HTMLResponse:
     knowledge = _runtime(request).knowledge
     page = knowledge.education.get(slug)
     if page is None:
-        raise HTTPException(status_code=404, detail=f"no education page {slug[:80]!r}")
+        return _not_found(
+            request,
+            f"no education page {slug[:80]!r}",
+            nav="/education",
+            title="No such page",
+            back="All patient education pages",
+        )
     body = _page(
         knowledge,
         "education.html",

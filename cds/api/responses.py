@@ -1,13 +1,17 @@
-"""Response classes: orjson rendering for speed."""
+"""Response classes: orjson rendering for speed, and files shipped in the package."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 from fastapi.responses import JSONResponse as _JSONResponse
+from fastapi.responses import Response
 
-__all__ = ["FhirJSONResponse", "JSONResponse"]
+__all__ = ["FhirJSONResponse", "JSONResponse", "packaged_file"]
 
 
 class JSONResponse(_JSONResponse):
@@ -21,3 +25,22 @@ class JSONResponse(_JSONResponse):
 
 class FhirJSONResponse(JSONResponse):
     media_type = "application/fhir+json"
+
+
+async def packaged_file(
+    folder: Path, name: str, media_types: dict[str, str], *, max_age: int, what: str
+) -> Response:
+    """One of the files ``media_types`` lists (by name) from ``folder``, else a 404 naming
+    ``what`` it is: only listed names are served, so no path reaches another file."""
+    media_type = media_types.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no {what} {name[:80]!r}")
+    content = await asyncio.to_thread((folder / name).read_bytes)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={
+            "Cache-Control": f"public, max-age={max_age}",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

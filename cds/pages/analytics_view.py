@@ -64,15 +64,30 @@ def parse_window(since: str, until: str, today: date) -> Window:
 class FeedbackRow:
     stats: RuleFeedbackStats
     title: str | None
+    reasons: tuple[tuple[str, int], ...] = ()  # (override reason as we word it, count)
 
     @property
     def acceptance_percent(self) -> str:
         return f"{self.stats.acceptance_rate * 100:.0f}%"
 
 
+def _reason_display(knowledge: Knowledge, code: str, display: str) -> str:
+    """Our own wording of an override reason of ours, even when the EHR sent only the code
+    (as the CDS Hooks Sandbox does); another EHR's reason keeps what it sent."""
+    ours = knowledge.override_reasons.get(code)
+    return ours.display if ours is not None else display
+
+
 def feedback_rows(knowledge: Knowledge, stats: list[RuleFeedbackStats]) -> list[FeedbackRow]:
     return [
-        FeedbackRow(s, knowledge.rules[s.rule_id].title if s.rule_id in knowledge.rules else None)
+        FeedbackRow(
+            s,
+            knowledge.rules[s.rule_id].title if s.rule_id in knowledge.rules else None,
+            tuple(
+                (_reason_display(knowledge, code, display), count)
+                for code, display, count in s.top_override_reasons
+            ),
+        )
         for s in stats
     ]
 
@@ -80,7 +95,10 @@ def feedback_rows(knowledge: Knowledge, stats: list[RuleFeedbackStats]) -> list[
 def feedback_chart(rows: list[FeedbackRow], window: Window) -> BarChart:
     return grouped_bar_chart(
         [
-            (row.stats.rule_id, [row.stats.shown, row.stats.accepted, row.stats.overridden])
+            (
+                row.title or row.stats.rule_id,
+                [row.stats.shown, row.stats.accepted, row.stats.overridden],
+            )
             for row in rows
         ],
         SERIES,

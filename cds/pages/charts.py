@@ -6,18 +6,24 @@ every number is also in the table beside the chart.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 __all__ = ["Bar", "BarChart", "grouped_bar_chart"]
 
-_LABEL_WIDTH = 230
+_LABEL_WIDTH = 280
 _BAR_HEIGHT = 14
 _BAR_GAP = 3
 _GROUP_GAP = 16
 _PLOT_WIDTH = 420
 _TOP = 28
 _RIGHT_MARGIN = 50
-_LABEL_CHARS = 34  # longer group labels are cut (the table beside the chart has them whole)
+# A group label is wrapped to two lines of at most 30 characters (13 px text is under 8 px a
+# character, so a line fits in the 272 px left of the bars); a longer label is cut with "…"
+# (the table beside the chart has it whole).
+_LABEL_CHARS = 30
+_LABEL_LINES = 2
+_LINE_HEIGHT = 15
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,26 @@ class Bar:
 class GroupLabel:
     x: float
     y: float
-    text: str
+    lines: tuple[str, ...]
+    line_height: int = _LINE_HEIGHT
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+def _label_lines(label: str) -> tuple[str, ...]:
+    lines = textwrap.wrap(label, _LABEL_CHARS, break_on_hyphens=True) or [""]
+    if len(lines) > _LABEL_LINES:
+        last = " ".join(lines[_LABEL_LINES - 1 :])
+        lines = [*lines[: _LABEL_LINES - 1], last[: _LABEL_CHARS - 1].rstrip() + "…"]
+    return tuple(lines)
+
+
+def _ticks(peak: int) -> tuple[int, ...]:
+    """Whole-number ticks from 0 to ``peak`` (a count has no halves): 2 to 6 of them."""
+    step = peak // 2 if peak % 2 == 0 else peak // 5 if peak % 5 == 0 else peak
+    return tuple(range(0, peak + 1, max(step, 1)))
 
 
 @dataclass(frozen=True)
@@ -78,8 +103,9 @@ def grouped_bar_chart(
     labels: list[GroupLabel] = []
     y = float(_TOP)
     for label, values in groups:
-        shown = label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
-        labels.append(GroupLabel(_LABEL_WIDTH - 8, y + group_height / 2 + 4, shown))
+        lines = _label_lines(label)
+        first_line = y + group_height / 2 + 4 - (len(lines) - 1) * _LINE_HEIGHT / 2
+        labels.append(GroupLabel(_LABEL_WIDTH - 8, first_line, lines))
         for name, value in zip(series, values, strict=True):
             bars.append(
                 Bar(
@@ -94,7 +120,7 @@ def grouped_bar_chart(
             )
             y += _BAR_HEIGHT + _BAR_GAP
         y += _GROUP_GAP - _BAR_GAP
-    ticks = tuple(Tick(_LABEL_WIDTH + peak * f * scale, f"{peak * f:g}") for f in (0, 0.5, 1))
+    ticks = tuple(Tick(_LABEL_WIDTH + t * scale, str(t)) for t in _ticks(peak))
     return BarChart(
         width=_LABEL_WIDTH + _PLOT_WIDTH + _RIGHT_MARGIN,
         height=int(y) + 24,

@@ -6,14 +6,20 @@
   CI have it beside the repository; a fresh clone does not).
 
 Listing Synthea patients reads only the head of each compressed file, once per process.
+Finding which of them have breast cancer means reading each whole record (about ten seconds
+for the 123 of ../shared), so one background thread per folder does it; until it is done the
+list shows every Synthea patient in one group, then those with breast cancer in a group of
+their own, marked.
 """
 
 from __future__ import annotations
 
 import bz2
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache, partial
 from pathlib import Path
@@ -24,11 +30,13 @@ from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, read_json_file
 from cds.scenarios import example_patients
 
-__all__ = ["ExamplePatient", "example_catalogue"]
+__all__ = ["ExamplePatient", "example_catalogue", "synthea_with_breast_cancer"]
 
 SCENARIO_GROUP = "Example patients (synthetic)"
 CASE_GROUP = "Rule cases"
 SYNTHEA_GROUP = "Synthea patients"
+SYNTHEA_BREAST_CANCER_GROUP = "Synthea patients with breast cancer"
+BREAST_CANCER_VALUESET = "breast-cancer-invasive"
 _HEAD_BYTES = 24_000
 _FIELD = {
     "family": re.compile(rb'"family"\s*:\s*"([^"\\]{1,60})"'),
@@ -127,11 +135,74 @@ def _synthea(folder: Path) -> tuple[ExamplePatient, ...]:
     return tuple(out)
 
 
+def _holds_any(path: Path, needles: re.Pattern[bytes]) -> bool:
+    try:
+        with bz2.open(path, "rb") as handle:
+            return needles.search(handle.read()) is not None
+    except (OSError, EOFError, ValueError):
+        return False
+
+
+def _scan(paths: tuple[Path, ...], codes: frozenset[str]) -> frozenset[str]:
+    needles = re.compile(b"|".join(b'"' + re.escape(c.encode()) + b'"' for c in sorted(codes)))
+    return frozenset(p.name.removesuffix(".json.bz2") for p in paths if _holds_any(p, needles))
+
+
+@cache
+def _breast_cancer_scan(folder: Path, codes: frozenset[str]) -> Future[frozenset[str]]:
+    """Start the scan in a daemon thread (a process that stops does not wait for it)."""
+    paths = tuple(sorted(folder.glob("*.json.bz2")))
+    future: Future[frozenset[str]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(_scan(paths, codes))
+        except BaseException as exc:  # handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="synthea-scan", daemon=True).start()
+    return future
+
+
+def _breast_cancer_codes(knowledge: Knowledge) -> frozenset[str]:
+    """The codes a record's breast cancer is written with: the value set's exact codes (a
+    marker on a list, so a quoted code anywhere in the record counts)."""
+    valueset = knowledge.valuesets.get(BREAST_CANCER_VALUESET)
+    return frozenset(code for _, code in valueset.codes) if valueset else frozenset()
+
+
+def synthea_with_breast_cancer(
+    knowledge: Knowledge, folder: Path, *, wait: bool = False
+) -> frozenset[str] | None:
+    """Names (less ``.json.bz2``) of the Synthea records with a breast cancer code; None while
+    the background scan is still looking."""
+    future = _breast_cancer_scan(folder.resolve(), _breast_cancer_codes(knowledge))
+    return future.result() if wait or future.done() else None
+
+
+def _marked(patients: Iterable[ExamplePatient], found: frozenset[str]) -> list[ExamplePatient]:
+    with_cancer, others = [], []
+    for patient in patients:
+        if patient.key.removeprefix("synthea:") in found:
+            with_cancer.append(
+                replace(
+                    patient,
+                    group=SYNTHEA_BREAST_CANCER_GROUP,
+                    title=f"{patient.title} · breast cancer",
+                )
+            )
+        else:
+            others.append(patient)
+    return with_cancer + others
+
+
 def example_catalogue(
-    knowledge: Knowledge, synthea_dir: Path | None, today: date
+    knowledge: Knowledge, synthea_dir: Path | None, today: date, *, wait: bool = False
 ) -> list[ExamplePatient]:
-    """Every patient the preview offers, in display order."""
+    """Every patient the preview offers, in display order (``wait``: for the Synthea scan)."""
     examples = _scenarios(today) + _cases(knowledge)
     if synthea_dir is not None and synthea_dir.is_dir():
-        examples += _synthea(synthea_dir.resolve())
+        synthea = _synthea(synthea_dir.resolve())
+        found = synthea_with_breast_cancer(knowledge, synthea_dir, wait=wait)
+        examples += _marked(synthea, found) if found is not None else synthea
     return examples

@@ -11,12 +11,18 @@ from markupsafe import Markup
 
 from cds.pages.markdown import render_markdown
 
-__all__ = ["pretty_json", "render_page"]
+__all__ = ["pretty_json", "render_page", "sentence"]
 
 
 def pretty_json(value: Any) -> str:
     """JSON for people: indented, keys in their original order, non-ASCII kept."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def sentence(text: str) -> str:
+    """A message shown on its own starts with a capital letter ("pick ..." -> "Pick ...");
+    the errors are worded lower case to fit after "error:" on the command line."""
+    return text[:1].upper() + text[1:]
 
 
 def _markdown_filter(text: str | None) -> Markup:
@@ -35,6 +41,7 @@ def _environment() -> Environment:
     )
     env.filters["markdown"] = _markdown_filter
     env.filters["pretty_json"] = pretty_json
+    env.filters["sentence"] = sentence
     return env
 
 

@@ -87,3 +87,29 @@
     send(card, item, "Dismissed" + shown + ". Feedback recorded.");
   });
 }());
+
+// The patient list is long (every rule case, and the Synthea records when present): a filter
+// box hides the options that do not contain every typed word. Without JavaScript the box stays
+// hidden and the list works as it is.
+(function () {
+  var filter = document.getElementById("patient-filter");
+  var select = document.getElementById("patient");
+  if (!filter || !select) {
+    return;
+  }
+  filter.hidden = false;
+  filter.addEventListener("input", function () {
+    var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    select.querySelectorAll("optgroup").forEach(function (group) {
+      var shown = 0;
+      group.querySelectorAll("option").forEach(function (option) {
+        var text = (group.label + " " + option.textContent).toLowerCase();
+        var match = words.every(function (word) { return text.indexOf(word) !== -1; });
+        option.hidden = !match;
+        option.disabled = !match;
+        shown += match ? 1 : 0;
+      });
+      group.hidden = shown === 0;
+    });
+  });
+}());

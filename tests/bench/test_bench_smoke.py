@@ -89,3 +89,24 @@ def test_wrk_posts_the_body_and_counts_failed_requests(tmp_path: Path) -> None:
     assert ok.p50_ms > 0
     assert failed.requests >= 5
     assert failed.errors == failed.requests
+
+
+def test_a_plain_run_writes_an_untracked_file_and_only_update_docs_the_tracked_page() -> None:
+    import subprocess
+
+    from bench.run import DEFAULT_OUT, REPO
+
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(DEFAULT_OUT)], cwd=REPO, check=False)
+    assert ignored.returncode == 0  # git ignores it: `make bench` leaves the tree clean
+    plain = subprocess.run(
+        ["make", "-n", "bench"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    asked = subprocess.run(
+        ["make", "-n", "bench", "UPDATE_DOCS=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "docs/benchmarks.md" not in plain
+    assert "--out docs/benchmarks.md" in asked

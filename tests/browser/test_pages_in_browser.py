@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from pypdf import PdfReader
 
 from cds.knowledge import Knowledge
@@ -208,7 +208,7 @@ def test_uploaded_script_is_shown_as_text_not_run(
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto("/preview")
-    page.get_by_label("Or upload a FHIR Bundle or CDS Hooks request (JSON)").set_input_files(upload)
+    page.get_by_label("Or upload a FHIR Bundle or CDS Hooks request").set_input_files(upload)
     page.get_by_label("Evaluate as of").fill("2026-06-01")
     page.get_by_role("button", name="Show cards").click()
     card = _rule_card(page)
@@ -219,3 +219,55 @@ def test_uploaded_script_is_shown_as_text_not_run(
     assert page.locator("article script, article img").count() == 0
     assert dialogs == []
     page.screenshot(path=artifacts / "preview-hostile-upload.png", full_page=True)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_open_json_panel_does_not_widen_the_page(
+    browser: Browser, base_url: str, artifacts: Path, width: int
+) -> None:
+    context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        _open_warning_card(page)
+        panels = page.locator(".json-panel summary")
+        for index in range(panels.count()):
+            panels.nth(index).click()
+        expect(page.locator(".json-panel pre").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        # the JSON scrolls inside its own box instead
+        pre = page.locator(".json-panel pre").first
+        assert pre.evaluate("e => e.scrollWidth > e.clientWidth")
+        page.screenshot(path=artifacts / f"preview-json-{width}.png", full_page=True)
+    finally:
+        context.close()
+
+
+def test_the_patient_filter_narrows_the_list(page: Page) -> None:
+    page.goto("/preview")
+    search = page.get_by_label("Filter the example patients")
+    expect(search).to_be_visible()
+    search.fill("new back pain")
+    shown = page.locator("#patient option:not([hidden])")
+    texts = [t.lower() for t in shown.all_inner_texts()]
+    assert any("back pain" in t for t in texts)
+    assert len(texts) < page.locator("#patient option").count() / 4
+
+
+def test_chart_labels_are_whole_and_ticks_count_cards(page: Page, knowledge: Knowledge) -> None:
+    _open_warning_card(page)
+    card = _rule_card(page)
+    card.locator(".suggestion__toggle").first.click()
+    card.locator(".js-accept").first.click()
+    expect(card).to_have_attribute("data-feedback", "accepted")
+    page.goto("/analytics")
+    labels = page.locator("svg.chart text.chart__label")
+    assert labels.count() >= 1
+    for index in range(labels.count()):
+        box = labels.nth(index).evaluate("e => { const b = e.getBBox(); return [b.x, b.width]; }")
+        assert box[0] >= 0, labels.nth(index).text_content()
+    title = knowledge.rules[RULE].title
+    assert any(title.startswith(label[:20]) for label in labels.all_text_contents())
+    ticks = page.locator("svg.chart text.chart__tick").all_text_contents()
+    assert ticks
+    assert all(tick.isdigit() for tick in ticks)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280

@@ -1,4 +1,4 @@
-"""The annotated rule in the README is the real rule (what it does, not its wording)."""
+"""The annotated rule in docs/writing-rules.md is the real rule (what it does, not its wording)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from tests.conftest import REPO
 
 
 def _readme_rule() -> Rule:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("### A rule, annotated", 1)[1]
+    text = (REPO / "docs" / "writing-rules.md").read_text(encoding="utf-8")
+    section = text.split("## A rule, annotated", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
-    assert block, "the README's annotated rule is missing"
+    assert block, "the annotated rule of docs/writing-rules.md is missing"
     return Rule.model_validate(yaml.safe_load(block.group(1)))
 
 
@@ -29,4 +29,4 @@ def test_readme_example_is_a_valid_rule_matching_the_file(knowledge: Knowledge) 
     assert example.card == real.card
     assert example.override_reasons == real.override_reasons
     assert example.suggestions[0] == real.suggestions[0]
-    assert example.version == real.version, "bump the version in the README example too"
+    assert example.version == real.version, "bump the version in the docs example too"

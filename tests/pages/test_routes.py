@@ -263,7 +263,7 @@ def test_uploaded_cds_hooks_request_uses_its_own_hook(
         (b"{not json", 400, "not valid JSON"),
         (b"   ", 400, "empty"),
         (b'{"resourceType": "Bundle", "entry": []}', 400, "no Patient"),
-        (b"[1, 2]", 400, "expected a FHIR Bundle"),
+        (b"[1, 2]", 400, "Expected a FHIR Bundle"),
     ],
 )
 def test_bad_uploads_say_what_is_wrong(
@@ -297,9 +297,9 @@ def test_too_large_upload_is_refused(knowledge: Knowledge, settings: Settings) -
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("patient=scenario:nobody", "no example patient"),
-        (f"patient={WARNING_PATIENT}&hook=no-such-hook", "unknown hook"),
-        (f"patient={WARNING_PATIENT}&order=aspirin", "unknown draft order"),
+        ("patient=scenario:nobody", "No example patient"),
+        (f"patient={WARNING_PATIENT}&hook=no-such-hook", "Unknown hook"),
+        (f"patient={WARNING_PATIENT}&order=aspirin", "Unknown draft order"),
         (f"patient={WARNING_PATIENT}&as_of=yesterday", "not a date"),
     ],
 )
@@ -320,7 +320,7 @@ def test_order_hook_needs_a_draft_order_when_a_service_answers_it(
     hook = order_hooks[0]
     missing = client.get(f"/preview?patient={WARNING_PATIENT}&hook={hook}")
     assert missing.status_code == 400
-    assert "pick a draft order" in missing.text
+    assert "Pick a draft order" in missing.text
     placed = client.get(f"/preview?patient={WARNING_PATIENT}&hook={hook}&order=olaparib")
     assert placed.status_code == 200
     assert "1597582" in placed.text
@@ -386,7 +386,7 @@ def test_accepted_and_overridden_feedback_shows_on_analytics(client: TestClient)
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("since=2026-02-30", "since is not a date"),
+        ("since=2026-02-30", "Since is not a date"),
         ("since=2026-05-02&until=2026-05-01", "on or before"),
     ],
 )
@@ -399,3 +399,139 @@ def test_bad_analytics_window(client: TestClient, query: str, message: str) -> N
 def test_empty_analytics_window(client: TestClient) -> None:
     html = client.get("/analytics?since=2001-01-01&until=2001-01-31").text
     assert "No cards were shown from 2001-01-01 to 2001-01-31" in html
+
+
+def test_analytics_words_a_code_only_override_reason_as_the_service_does(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    """The CDS Hooks Sandbox sends an override reason's system and code, with no display."""
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    card, service = _card_uuids(html)[0]
+    feedback = {
+        "card": card,
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {
+                "system": "urn:cds:breast-cancer-followup:override-reason",
+                "code": "already-addressed",
+            }
+        },
+        "outcomeTimestamp": datetime.now(UTC).isoformat(),
+    }
+    assert client.post(
+        f"/cds-services/{service}/feedback", json={"feedback": [feedback]}
+    ).is_success
+    html = client.get("/analytics").text
+    row = re.search(rf'<tr data-rule-id="{RULE}">(.*?)</tr>', html, re.DOTALL)
+    assert row is not None
+    wording = knowledge.override_reasons["already-addressed"].display
+    assert wording != "already-addressed"
+    assert f"{wording} (1)" in row.group(1)
+    assert "<li>already-addressed" not in row.group(1)
+    # the chart names rules by title, and its axis counts whole cards
+    chart = html[html.index("<svg") : html.index("</svg>")]
+    first_words = knowledge.rules[RULE].title.split()[0]
+    assert re.search(rf'class="chart__label"[^>]*><tspan[^>]*>{first_words}', chart)
+    ticks = re.findall(r'class="chart__tick"[^>]*>([^<]*)<', chart)
+    assert ticks
+    assert all(tick.isdigit() for tick in ticks)
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", ["/knowledge/nope", "/education/nope"])
+def test_an_unknown_page_is_html_for_a_browser_and_an_outcome_for_an_api_client(
+    client: TestClient, path: str
+) -> None:
+    page = client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "No such" in page.text
+    assert "&#39;nope&#39;" in page.text
+    assert _parse(page.text).headings.count("h1") == 1
+    for accept in (
+        "application/json",
+        "application/fhir+json",
+        "*/*",
+        "",
+        "text/html;q=0.5, application/json",
+    ):
+        answer = client.get(path, headers={"Accept": accept})
+        assert answer.status_code == 404
+        assert answer.json()["resourceType"] == "OperationOutcome", accept
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_load_nothing_from_another_host(client: TestClient, path: str) -> None:
+    page = client.get(path)
+    assert page.status_code == 200
+    assert not re.findall(r"https?://", page.text)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert any(a.endswith(".js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/docs-assets/")
+        assert client.get(asset).status_code == 200
+    assert client.get("/docs-assets/nothing.js").status_code == 404
+
+
+def test_a_preview_with_neither_patient_nor_file_says_so(client: TestClient) -> None:
+    response = client.post("/preview", data={"hook": "patient-view", "patient": ""})
+    assert response.status_code == 400
+    assert "Choose an example patient or upload a file" in response.text
+    assert client.get("/preview").status_code == 200  # the empty form is no error
+
+
+def test_an_upload_is_kept_for_the_next_run_and_may_be_bz2(client: TestClient) -> None:
+    import bz2
+
+    packed = bz2.compress(json.dumps(_hostile_bundle()).encode())
+    first = client.post(  # a patient still chosen from the run before: the new file wins
+        "/preview",
+        data={"hook": "patient-view", "as_of": "2026-06-01", "patient": WARNING_PATIENT},
+        files={"upload": ("record.json.bz2", packed, "application/x-bzip2")},
+    )
+    assert first.status_code == 200
+    assert f"(rule <code>{RULE}</code>)" in first.text
+    token = re.search(r'name="kept_upload" value="([^"]+)"', first.text)
+    assert token is not None
+    assert "<strong>record.json.bz2</strong>" in first.text
+    assert "Uploaded file record.json.bz2" in first.text
+    assert f'value="{WARNING_PATIENT}" selected' not in first.text
+    again = client.post(
+        "/preview",
+        data={"hook": "patient-view", "as_of": "2026-06-01", "kept_upload": token.group(1)},
+    )
+    assert again.status_code == 200
+    assert "Uploaded file record.json.bz2" in again.text
+    assert f"(rule <code>{RULE}</code>)" in again.text
+    # choosing an example patient wins over the kept file, which stays offered
+    patient = client.post(
+        "/preview",
+        data={"patient": WARNING_PATIENT, "kept_upload": token.group(1)},
+    )
+    assert "Uploaded file" not in patient.text
+    assert token.group(1) in patient.text
+    gone = client.post("/preview", data={"hook": "patient-view", "kept_upload": "forgotten"})
+    assert gone.status_code == 400
+    assert "no longer kept" in gone.text
+
+
+def test_a_compressed_upload_that_unpacks_too_far_is_refused(
+    knowledge: Knowledge, settings: Settings
+) -> None:
+    import bz2
+
+    from cds.app import create_app
+
+    small = settings.model_copy(update={"max_body_bytes": 1000})
+    bomb = bz2.compress(b" " * 100_000 + b"{}")
+    assert len(bomb) < 1000
+    with TestClient(create_app(small, knowledge=knowledge)) as client:
+        response = client.post(
+            "/preview",
+            data={"hook": "patient-view"},
+            files={"upload": ("bomb.json.bz2", bomb, "application/x-bzip2")},
+        )
+    assert response.status_code == 413
+    assert "unpacks to more than 4000 bytes" in response.text

@@ -109,16 +109,37 @@ def test_bar_chart_scales_bars_to_a_round_maximum() -> None:
     )
     assert [t.label for t in chart.ticks] == ["0", "5", "10"]
     widths = {(b.title.split(":")[0], b.series): b.width for b in chart.bars}
-    assert widths[("rule-a", "shown")] == pytest.approx(7 / 10 * 420)
+    assert widths[("rule-a", "shown")] == pytest.approx(7 / 10 * 420)  # the plot is 420 px wide
     assert widths[("rule-b", "accepted")] == 0
     assert len(chart.bars) == 6
     assert chart.height > max(b.y + b.height for b in chart.bars)
 
 
-def test_bar_chart_cuts_long_labels() -> None:
-    chart = grouped_bar_chart([("x" * 60, [1])], ("shown",), "d")
-    assert chart.labels[0].text.endswith("…")
-    assert len(chart.labels[0].text) <= 34
+def test_bar_chart_wraps_long_labels_on_two_lines_and_cuts_the_rest() -> None:
+    title = "Bone pain in a patient with a history of breast cancer: consider imaging now"
+    chart = grouped_bar_chart([(title, [1]), ("short", [1])], ("shown",), "d")
+    long_label, short_label = chart.labels
+    assert len(long_label.lines) == 2
+    assert long_label.lines[0] == "Bone pain in a patient with a"
+    assert long_label.lines[1].endswith("…")
+    assert all(len(line) <= 30 for line in long_label.lines)
+    assert short_label.lines == ("short",)
+
+
+@pytest.mark.parametrize(
+    ("peak", "ticks"),
+    [
+        (1, ["0", "1"]),
+        (2, ["0", "1", "2"]),
+        (3, ["0", "1", "2", "3", "4", "5"]),
+        (5, ["0", "1", "2", "3", "4", "5"]),
+        (7, ["0", "5", "10"]),
+        (40, ["0", "25", "50"]),
+    ],
+)
+def test_bar_chart_ticks_are_whole_numbers(peak: int, ticks: list[str]) -> None:
+    chart = grouped_bar_chart([("rule", [peak])], ("shown",), "d")
+    assert [t.label for t in chart.ticks] == ticks
 
 
 @pytest.mark.parametrize(
@@ -231,3 +252,33 @@ def test_order_hook_preview_sends_the_draft_order(knowledge: Knowledge) -> None:
     assert request["context"]["selections"] == ["MedicationRequest/draft-olaparib"]
     with pytest.raises(BadRequest, match="pick a draft order"):
         asyncio.run(run(None))
+
+
+def test_catalogue_marks_the_synthea_patients_with_breast_cancer(
+    knowledge: Knowledge, tmp_path: Path
+) -> None:
+    import bz2
+
+    from cds.pages.examples import SYNTHEA_BREAST_CANCER_GROUP
+
+    def record(family: str, *codes: str) -> bytes:
+        patient = {"resourceType": "Patient", "id": family, "name": [{"family": family}]}
+        conditions = [
+            {
+                "resourceType": "Condition",
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": c}]},
+            }
+            for c in codes
+        ]
+        entries = [{"resource": r} for r in (patient, *conditions)]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        return bz2.compress(json.dumps(bundle, indent=1).encode())
+
+    (tmp_path / "with-cancer.json.bz2").write_bytes(record("Withcancer", "254837009"))
+    (tmp_path / "without.json.bz2").write_bytes(record("Without", "44054006"))
+    examples = example_catalogue(knowledge, tmp_path, date(2026, 6, 1), wait=True)
+    marked = [e for e in examples if e.group == SYNTHEA_BREAST_CANCER_GROUP]
+    others = [e for e in examples if e.group == SYNTHEA_GROUP]
+    assert [e.key for e in marked] == ["synthea:with-cancer"]
+    assert marked[0].title.endswith("· breast cancer")
+    assert [e.key for e in others] == ["synthea:without"]

@@ -116,10 +116,10 @@ def test_loopback_http_key_urls_are_allowed_for_local_clients() -> None:
     assert clients["local"].jwks_url == "http://127.0.0.1:9999/jwks.json"
 
 
-def test_the_readme_example_is_a_valid_file() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Connecting an EHR", 1)[1].split("\n## ", 1)[0]
+def test_the_documented_example_is_a_valid_file() -> None:
+    doc = (REPO / "docs" / "connecting-an-ehr.md").read_text(encoding="utf-8")
+    section = doc.split("## Registering the EHR", 1)[1].split("\n## ", 1)[0]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    clients = parse_trusted_clients(yaml.safe_load(example), "README.md")
+    clients = parse_trusted_clients(yaml.safe_load(example), "docs/connecting-an-ehr.md")
     assert set(clients) == {"https://ehr.hospital.example", "https://clinic-ehr.example"}
     assert clients["https://clinic-ehr.example"].algorithms >= {"RS256", "ES256"}

@@ -185,3 +185,31 @@ def test_card_ids_are_stable_per_hook_instance_and_rule(kb: Knowledge) -> None:
     assert first["suggestions"][0]["actions"][0]["resource"]["subject"] == {
         "reference": "Patient/p1"
     }
+
+
+def _without_display(resource: dict[str, Any]) -> dict[str, Any]:
+    for coding in resource["code"]["coding"]:
+        coding.pop("display", None)
+    return resource
+
+
+def test_evidence_names_a_code_without_display_as_the_value_set_does(kb: Knowledge) -> None:
+    icd = condition("icd", "http://hl7.org/fhir/sid/icd-10-cm", "C50.911", "2019-03-04")
+    records = [
+        [_without_display(breast_cancer()), _without_display(bone_pain("2026-05-01"))],
+        [_without_display(icd), _without_display(bone_pain("2026-05-01"))],
+    ]
+    lines = [
+        [
+            e.line()
+            for e in evaluate(kb, [kb.rules["test-rule"]], record_of(kb, r)).fired[0].evidence
+        ]
+        for r in records
+    ]
+    assert any("Malignant neoplasm of breast on 2019-03-04" in line for line in lines[0])
+    assert any("Bone pain on 2026-05-01" in line for line in lines[0])
+    assert any("C50 family: C50911 on 2019-03-04" in line for line in lines[1])
+    # a display the record has is kept, even where the value set words it otherwise
+    named = condition("bc", SNOMED, "254837009", "2019-03-04", "Breast cancer, left")
+    fired = evaluate(kb, [kb.rules["test-rule"]], record_of(kb, [named, *FIRING[1:]])).fired
+    assert "Breast cancer, left" in fired[0].evidence[0].line()

@@ -7,13 +7,15 @@ from typing import Any
 
 import orjson
 import pytest
+from fhir.resources.R4B.activitydefinition import ActivityDefinition
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.plandefinition import PlanDefinition
+from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
 from cds.cli import main
 from cds.errors import KnowledgeError
-from cds.fhir_export import READABLE_LANGUAGE, build_fhir_export
+from cds.fhir_export import EXTENSIONS, READABLE_LANGUAGE, build_fhir_export
 from cds.knowledge import Knowledge
 from tests.unit.knowledge_tree import Tree, rule_data
 
@@ -55,6 +57,7 @@ def test_one_plan_definition_per_service_and_one_value_set_per_value_set(
         f"ValueSet-{v}.json" for v in knowledge.valuesets
     }
     assert "Bundle-knowledge.json" in exported
+    assert len(exported["Bundle-knowledge.json"]["entry"]) == len(exported) - 1
 
 
 def test_plan_definition_is_an_eca_rule_triggered_by_the_hook(
@@ -159,7 +162,13 @@ def test_value_set_include_and_status_of_unused_value_sets(
 
 
 def test_every_exported_resource_is_valid_r4(exported: dict[str, dict[str, Any]]) -> None:
-    models = {"PlanDefinition": PlanDefinition, "ValueSet": ValueSet, "Bundle": Bundle}
+    models = {
+        "PlanDefinition": PlanDefinition,
+        "ValueSet": ValueSet,
+        "Bundle": Bundle,
+        "ActivityDefinition": ActivityDefinition,
+        "StructureDefinition": StructureDefinition,
+    }
     for name, resource in exported.items():
         models[resource["resourceType"]].model_validate(resource)
         assert name.startswith(resource["resourceType"])
@@ -200,9 +209,12 @@ def test_the_command_writes_valid_files(
     monkeypatch.setenv("CDS_CARDS_DIR", str(tree.cards_dir))
     out = tmp_path / "out"
     assert main(["knowledge", "export", "--format", "fhir", "--base-url", BASE, str(out)]) == 0
-    assert "2 PlanDefinitions" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "2 PlanDefinitions" in said
+    assert "validated with the FHIR 4.3.0 (R4B) models of fhir.resources" in said
     files = sorted(out.iterdir())
-    assert len(files) == 2 + len(tree.valuesets) + 1
+    activities = sum(len(r["suggestions"]) for r in tree.rules.values())
+    assert len(files) == 2 + len(tree.valuesets) + activities + len(EXTENSIONS) + 1
     bundle = orjson.loads((out / "Bundle-knowledge.json").read_bytes())
     Bundle.model_validate(bundle)
     assert len(bundle["entry"]) == len(files) - 1
@@ -214,3 +226,97 @@ def test_the_repository_knowledge_exports(knowledge: Knowledge) -> None:
     assert len(plans) == len(knowledge.services)
     hooks = {a["trigger"][0]["name"] for p in plans for a in p["action"]}
     assert hooks <= {s.spec.hook for s in knowledge.services.values()}
+
+
+def _extension_urls(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, item in value.items():
+            if key == "extension":
+                found |= {e["url"] for e in item}
+            found |= _extension_urls(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_extension_urls(v) for v in value)) if value else set()
+    return set()
+
+
+def test_every_extension_used_has_its_structure_definition(
+    exported: dict[str, dict[str, Any]],
+) -> None:
+    definitions = {
+        r["url"]: r for r in exported.values() if r["resourceType"] == "StructureDefinition"
+    }
+    used = set().union(*(_extension_urls(r) for r in exported.values()))
+    assert used
+    assert used <= set(definitions)
+    for url, definition in definitions.items():
+        assert definition["type"] == "Extension"
+        fixed = [e for e in definition["differential"]["element"] if e["path"] == "Extension.url"]
+        assert fixed[0]["fixedUri"] == url
+        assert definition["fhirVersion"] == "4.0.1"
+
+
+def test_each_sub_action_points_at_an_activity_definition_of_its_suggestion(
+    exported: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    knowledge = _tree(tmp_path).load()
+    activities = {
+        r["url"]: r for r in exported.values() if r["resourceType"] == "ActivityDefinition"
+    }
+    sub_actions = [
+        sub
+        for resource in exported.values()
+        if resource["resourceType"] == "PlanDefinition"
+        for action in resource["action"]
+        for sub in action.get("action", [])
+    ]
+    assert sub_actions
+    for sub in sub_actions:
+        activity = activities[sub["definitionCanonical"]]
+        rule_id, suggestion_id = sub["id"].split(".", 1)
+        suggestion = next(s for s in knowledge.rules[rule_id].suggestions if s.id == suggestion_id)
+        assert activity["kind"] == suggestion.resource["resourceType"]
+        assert activity["intent"] == "proposal"
+        assert activity["title"] == suggestion.label
+        assert len(activity["id"]) <= 64
+
+
+def test_the_repository_exports_short_ids_for_long_suggestion_names(
+    knowledge: Knowledge,
+) -> None:
+    exported = build_fhir_export(knowledge, base_url=BASE)
+    ids = [r["id"] for r in exported.values() if r["resourceType"] == "ActivityDefinition"]
+    assert ids
+    assert all(len(i) <= 64 for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]/", "http://127.1.2.3"],
+)
+def test_a_loopback_canonical_base_is_refused_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["knowledge", "export", "--canonical-base", base, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "names this machine" in err
+    assert not out.exists()
+    assert (
+        main(["knowledge", "export", "--canonical-base", base, "--allow-loopback", str(out)]) == 0
+    )
+    assert (out / "Bundle-knowledge.json").exists()
+
+
+def test_the_default_canonical_base_is_the_public_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", BASE)
+    assert main(["knowledge", "export", str(tmp_path)]) == 0
+    assert f"canonical URLs under {BASE}/fhir/" in capsys.readouterr().out
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "ftp://example.org")
+    assert main(["knowledge", "export", str(tmp_path)]) == 2
+    assert "not an http(s) URL" in capsys.readouterr().err

@@ -38,6 +38,7 @@ _STUDY_ACTIVE = frozenset(
 )
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _SERVICE_REQUEST_LIVE = frozenset({"active", "completed", "on-hold"})
+_IMAGING_DONE = frozenset({"final", "amended", "corrected", "appended", "available"})
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,9 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
     if query.before is not None:
         before = query.before
         filters.append(lambda call, items: _before(items, call.anchor(before)))
+    if query.body_site is not None:
+        site = query.body_site
+        filters.append(lambda call, items: [i for i in items if _body_site_ok(call, i, site)])
     if query.component_tests():
         filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
     if query.latest:
@@ -429,6 +433,16 @@ def _value_ok(call: _Call, resource: dict[str, Any], test: ValueTest) -> bool:
         concept = resource.get("valueCodeableConcept")
         return _concept_in(concept, call.valuesets[test.valueset])
     return _number_ok(resource.get("valueQuantity"), test)
+
+
+def _body_site_ok(call: _Call, item: Item, valueset_id: str) -> bool:
+    """A code of the resource's ``bodySite`` (a list, or one concept on an Observation) is in
+    the value set: how a side or a site is recorded when the code itself does not say it."""
+    sites = item.resource.get("bodySite")
+    valueset = call.valuesets[valueset_id]
+    return any(
+        _concept_in(site, valueset) for site in (sites if isinstance(sites, list) else [sites])
+    )
 
 
 def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
@@ -507,6 +521,8 @@ def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
         return status in _STUDY_ACTIVE
     if kind == "service-request":
         return status in _SERVICE_REQUEST_LIVE
+    if kind == "imaging":  # a final DiagnosticReport or an available ImagingStudy
+        return status in _IMAGING_DONE
     return status != "entered-in-error"
 
 

@@ -126,3 +126,17 @@ def test_only_metastatic_planning_cards_link_the_end_of_life_page(knowledge: Kno
 def test_the_local_recurrence_card_does_not_link_the_body_image_page(knowledge: Knowledge) -> None:
     rule = knowledge.rules["local-change-after-breast-surgery"]
     assert "body-changes-after-treatment" not in rule.card.education
+
+
+@pytest.mark.parametrize(
+    ("template", "differential"),
+    [
+        ("dyspnea-cough-evaluation", "pulmonary embolism"),
+        ("regional-swelling-evaluation", "deep vein thrombosis"),
+    ],
+)
+def test_symptom_card_names_the_thrombotic_differential(
+    template: str, differential: str, knowledge: Knowledge
+) -> None:
+    """Breathlessness and arm swelling after breast cancer may be a clot, not spread (issue 15)."""
+    assert differential in knowledge.templates[template].detail

@@ -261,6 +261,22 @@ class _Call:
         except OverflowError:  # a date near the end of the calendar: nothing comes after it
             return None
 
+    def undated(self, anchor: Anchor) -> bool:
+        """The anchor's definition holds, but none of its records has a date.
+
+        Such an anchor does not limit an ``after`` filter: the breast cancer is known, only its
+        date is not, and a new sign must still be seen (issue 15). The fact then says so.
+        """
+        result = self.definition(anchor.name)
+        return bool(result.holds and result.items) and all(
+            item.date is None for _, item in result.items
+        )
+
+    def undated_note(self, anchor: Anchor) -> str:
+        doc = self.knowledge.definition_docs.get(anchor.name)
+        what = doc.description if doc else anchor.name
+        return f"Date unknown: {what} has no date on record, so it does not limit this finding"
+
     def label(self, node: Node) -> str:
         if node.ref is not None:
             doc = self.knowledge.definition_docs.get(node.ref)
@@ -349,6 +365,7 @@ def _compile_fact(kind: str, query: FactQuery) -> _Step:
     valueset = query.valueset
     filters = _filters(kind, query)
     needed = query.count.at_least if query.count else 1
+    after = query.after
 
     def fact(call: _Call) -> _Result:
         if valueset is not None:
@@ -364,7 +381,10 @@ def _compile_fact(kind: str, query: FactQuery) -> _Step:
         if len(items) < needed:
             return _FALSE
         label = call.fact_label(kind, query)
-        return _Result(True, tuple([(label, item) for item in items]))
+        found = tuple([(label, item) for item in items])
+        if after is not None and call.undated(after):
+            return _Result(True, found, (call.undated_note(after),))
+        return _Result(True, found)
 
     return fact
 
@@ -380,7 +400,11 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         filters.append(lambda call, items: _on_or_before(items, call.now - older))
     if query.after is not None:
         after = query.after
-        filters.append(lambda call, items: _on_or_after(items, call.anchor(after)))
+        filters.append(
+            lambda call, items: _on_or_after(
+                items, _EPOCH if call.undated(after) else call.anchor(after)
+            )
+        )
     if query.before is not None:
         before = query.before
         filters.append(lambda call, items: _before(items, call.anchor(before)))

@@ -245,7 +245,7 @@ class _Call:
         absent: list[str] = []
         for result in results:
             for label, item in result.items:
-                shown = _evidence(label, item)
+                shown = _evidence(label, item, self.display_of(item))
                 evidence.setdefault((shown.resource_type, shown.resource_id, label), shown)
             absent.extend(a for a in result.absent if a not in absent)
         return Fired(rule=rule, evidence=tuple(evidence.values()), absent=tuple(absent))
@@ -260,6 +260,21 @@ class _Call:
             return when + (parse_duration(anchor.offset) if anchor.offset else timedelta(0))
         except OverflowError:  # a date near the end of the calendar: nothing comes after it
             return None
+
+    def display_of(self, item: Item) -> str | None:
+        """The value set's display for an item the record sent without one (issue 15): an
+        explanation shows "Personal history of malignant neoplasm of breast", not "Z853"."""
+        if any(display for _, _, display in item.codings):
+            return None
+        valuesets = self.valuesets.values()
+        for system, code, _ in item.codings:
+            keys = [(system, code[:n]) for n in range(len(code), 2, -1)]  # code, then families
+            for key in keys:
+                for valueset in valuesets:
+                    display = valueset.displays.get(key)
+                    if display:
+                        return display
+        return None
 
     def undated(self, anchor: Anchor) -> bool:
         """The anchor's definition holds, but none of its records has a date.
@@ -602,7 +617,7 @@ def _interpretations(resource: dict[str, Any]) -> set[str]:
     return out
 
 
-def _evidence(label: str, item: Item) -> Evidence:
+def _evidence(label: str, item: Item, display: str | None = None) -> Evidence:
     value = None
     resource = item.resource
     quantity = _quantity(resource.get("valueQuantity"))
@@ -619,7 +634,7 @@ def _evidence(label: str, item: Item) -> Evidence:
         label=label,
         resource_type=item.rtype,
         resource_id=item.id or "(no id)",
-        display=item.display()[:120],
+        display=(display or item.display())[:120],
         date=item.date.date().isoformat() if item.date else None,
         value=value,
     )

@@ -38,6 +38,7 @@ _STUDY_ACTIVE = frozenset(
 )
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _SERVICE_REQUEST_LIVE = frozenset({"active", "completed", "on-hold"})
+_IMAGING_DONE = frozenset({"final", "amended", "corrected", "appended", "available"})
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,22 @@ class _Call:
         except OverflowError:  # a date near the end of the calendar: nothing comes after it
             return None
 
+    def undated(self, anchor: Anchor) -> bool:
+        """The anchor's definition holds, but none of its records has a date.
+
+        Such an anchor does not limit an ``after`` filter: the breast cancer is known, only its
+        date is not, and a new sign must still be seen (issue 15). The fact then says so.
+        """
+        result = self.definition(anchor.name)
+        return bool(result.holds and result.items) and all(
+            item.date is None for _, item in result.items
+        )
+
+    def undated_note(self, anchor: Anchor) -> str:
+        doc = self.knowledge.definition_docs.get(anchor.name)
+        what = doc.description if doc else anchor.name
+        return f"Date unknown: {what} has no date on record, so it does not limit this finding"
+
     def label(self, node: Node) -> str:
         if node.ref is not None:
             doc = self.knowledge.definition_docs.get(node.ref)
@@ -348,6 +365,7 @@ def _compile_fact(kind: str, query: FactQuery) -> _Step:
     valueset = query.valueset
     filters = _filters(kind, query)
     needed = query.count.at_least if query.count else 1
+    after = query.after
 
     def fact(call: _Call) -> _Result:
         if valueset is not None:
@@ -363,7 +381,10 @@ def _compile_fact(kind: str, query: FactQuery) -> _Step:
         if len(items) < needed:
             return _FALSE
         label = call.fact_label(kind, query)
-        return _Result(True, tuple([(label, item) for item in items]))
+        found = tuple([(label, item) for item in items])
+        if after is not None and call.undated(after):
+            return _Result(True, found, (call.undated_note(after),))
+        return _Result(True, found)
 
     return fact
 
@@ -379,10 +400,17 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         filters.append(lambda call, items: _on_or_before(items, call.now - older))
     if query.after is not None:
         after = query.after
-        filters.append(lambda call, items: _on_or_after(items, call.anchor(after)))
+        filters.append(
+            lambda call, items: _on_or_after(
+                items, _EPOCH if call.undated(after) else call.anchor(after)
+            )
+        )
     if query.before is not None:
         before = query.before
         filters.append(lambda call, items: _before(items, call.anchor(before)))
+    if query.body_site is not None:
+        site = query.body_site
+        filters.append(lambda call, items: [i for i in items if _body_site_ok(call, i, site)])
     if query.component_tests():
         filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
     if query.latest:
@@ -429,6 +457,16 @@ def _value_ok(call: _Call, resource: dict[str, Any], test: ValueTest) -> bool:
         concept = resource.get("valueCodeableConcept")
         return _concept_in(concept, call.valuesets[test.valueset])
     return _number_ok(resource.get("valueQuantity"), test)
+
+
+def _body_site_ok(call: _Call, item: Item, valueset_id: str) -> bool:
+    """A code of the resource's ``bodySite`` (a list, or one concept on an Observation) is in
+    the value set: how a side or a site is recorded when the code itself does not say it."""
+    sites = item.resource.get("bodySite")
+    valueset = call.valuesets[valueset_id]
+    return any(
+        _concept_in(site, valueset) for site in (sites if isinstance(sites, list) else [sites])
+    )
 
 
 def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
@@ -507,6 +545,8 @@ def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
         return status in _STUDY_ACTIVE
     if kind == "service-request":
         return status in _SERVICE_REQUEST_LIVE
+    if kind == "imaging":  # a final DiagnosticReport or an available ImagingStudy
+        return status in _IMAGING_DONE
     return status != "entered-in-error"
 
 

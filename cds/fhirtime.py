@@ -89,6 +89,8 @@ _DATE_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "DocumentReference": (("date",), ("context", "period", "start")),
     "ResearchSubject": (("period", "start"),),
     "ServiceRequest": (("authoredOn",), ("occurrenceDateTime",)),
+    "DiagnosticReport": (("effectiveDateTime",), ("effectivePeriod", "start"), ("issued",)),
+    "ImagingStudy": (("started",),),
     "Encounter": (("period", "start"),),
     "CommunicationRequest": (("authoredOn",),),
 }

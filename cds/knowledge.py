@@ -606,12 +606,17 @@ def _check_references(
                     )
 
     for slug, page in education.items():
+        page_path = education_dir / f"{slug}.md"
         for section in page.sections:
             if headings and section not in headings:
                 problems.add(
-                    education_dir / f"{slug}.md",
+                    page_path,
                     f"sections: {section!r} is not a heading of the source document",
                 )
+        page_headings = set(re.findall(r"^#{2,4} +(.+?) *$", page.body, flags=re.MULTILINE))
+        for heading in page.beyond_source:
+            if heading not in page_headings:
+                problems.add(page_path, f"beyond_source: {heading!r} is not a heading of the page")
 
 
 def _check_cases(

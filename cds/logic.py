@@ -6,7 +6,8 @@ nodes of which none may hold. A node is exactly one of:
 - ``all: [nodes]`` / ``any: [nodes]`` / ``not: node``
 - ``ref: <definition>``: a named node from ``knowledge/definitions.yaml``
 - a fact about the record: ``condition``, ``observation``, ``medication``, ``procedure``,
-  ``document``, ``research-subject``, ``service-request``, ``draft-order`` (a :class:`FactQuery`)
+  ``document``, ``research-subject``, ``service-request``, ``draft-order``, ``imaging``
+  (a DiagnosticReport or an ImagingStudy) (a :class:`FactQuery`)
 - ``patient``: age, sex, deceased (a :class:`PatientQuery`)
 """
 
@@ -38,6 +39,7 @@ FACT_KINDS = (
     "research-subject",
     "service-request",
     "draft-order",
+    "imaging",
 )
 
 
@@ -130,6 +132,9 @@ class FactQuery(_Schema):
     )
     count: CountTest | None = None
     trend: TrendTest | None = None
+    body_site: str | None = Field(
+        None, description="Value set that a code of the resource's bodySite must be in (side, site)"
+    )
 
     _check_durations = field_validator("within", "older_than")(
         classmethod(lambda cls, v: _duration(v))
@@ -147,7 +152,7 @@ class FactQuery(_Schema):
 
     def valuesets(self) -> list[str]:
         """Every value set the query reads: its own, its value's and its components'."""
-        found = [self.valueset, self.value.valueset if self.value else None]
+        found = [self.valueset, self.value.valueset if self.value else None, self.body_site]
         for test in self.component_tests():
             found += [test.valueset, test.value.valueset if test.value else None]
         return [vs for vs in found if vs is not None]
@@ -175,6 +180,7 @@ class Node(_Schema):
     research_subject: FactQuery | None = Field(None, alias="research-subject")
     service_request: FactQuery | None = Field(None, alias="service-request")
     draft_order: FactQuery | None = Field(None, alias="draft-order")
+    imaging: FactQuery | None = None
     patient: PatientQuery | None = None
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ _KIND_TEXT = {
     "research-subject": "enrolment in a research study",
     "service-request": "an order",
     "draft-order": "a draft order being placed",
+    "imaging": "an imaging report or study",
 }
 _OPERATORS = (("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"))
 
@@ -73,6 +74,8 @@ def _fact(kind: str, query: FactQuery, definitions: Mapping[str, Definition]) ->
         filters.append(_anchor(query.after, definitions, "on or after"))
     if query.before:
         filters.append(_anchor(query.before, definitions, "before"))
+    if query.body_site:
+        filters.append(f"with a body site in value set {query.body_site}")
     for test in query.component_tests():
         component = f"with a component in value set {test.valueset}"
         if test.value:

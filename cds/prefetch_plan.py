@@ -58,6 +58,10 @@ _KEYS_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     "service-request": (
         ("serviceRequests", "ServiceRequest", f"ServiceRequest?patient={_PATIENT}"),
     ),
+    "imaging": (
+        ("diagnosticReports", "DiagnosticReport", f"DiagnosticReport?patient={_PATIENT}"),
+        ("imagingStudies", "ImagingStudy", f"ImagingStudy?patient={_PATIENT}"),
+    ),
 }
 
 

@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "research-subject": ("ResearchSubject",),
     "service-request": ("ServiceRequest",),
     "draft-order": (),  # filled from context.draftOrders, not from the record
+    "imaging": ("DiagnosticReport", "ImagingStudy"),
 }
 _KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
 _SUBJECT_FIELD = {"ResearchSubject": "individual"}
@@ -315,6 +316,13 @@ def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, A
         if concept is None:
             concept = _referenced_medication_code(resource, medications)
         return [concept]
+    if rtype == "ImagingStudy":  # what was done (procedureCode) and how (modality Codings)
+        codes = resource.get("procedureCode")
+        modality = resource.get("modality")
+        return [
+            *(codes if isinstance(codes, list) else []),
+            {"coding": modality} if isinstance(modality, list) else None,
+        ]
     if rtype == "DocumentReference":
         category = resource.get("category")
         return [resource.get("type"), *(category if isinstance(category, list) else [category])]

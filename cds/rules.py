@@ -285,3 +285,8 @@ class EducationPage(_Schema):
     summary: str
     sections: tuple[str, ...] = Field(min_length=1)
     body: str
+    beyond_source: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headings of this page's sections that go beyond the source document, each "
+        "with the guideline used (name and year)",
+    )

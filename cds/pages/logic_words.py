@@ -85,6 +85,7 @@ def _valuesets_in(knowledge: Knowledge, node: Node, seen_refs: set[str]) -> Iter
             query.value.valueset if query.value else None,
             query.component.valueset if query.component else None,
             query.component.value.valueset if query.component and query.component.value else None,
+            query.body_site,
         ):
             if vs is not None:
                 yield vs

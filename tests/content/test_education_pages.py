@@ -84,3 +84,59 @@ def test_a_page_without_a_level_two_heading_is_caught() -> None:
     page = EducationPage(slug="x", title="X", summary="x", sections=("Self-Care",), body="Hi.\n")
     assert 2 not in _heading_levels(page.body)
     assert _heading_levels("# Top\n\n### Deep\n") == [1, 3]
+
+
+# Safety advice the pages must keep (clinical review, issue 15); each goes beyond the source
+# document and is marked so in the page's front matter.
+SAFETY_CONTENT = {
+    "when-to-call-your-doctor": (
+        "Call 911 now for these signs",
+        ("911", "seizure", "weakness or numbness", "bladder or bowels", "chest", "confusion"),
+    ),
+    "self-care": ("Fever during chemotherapy", ("100.4°F (38°C)",)),
+    "getting-support": ("If you think about hurting yourself", ("988", "911")),
+    "clinical-trials": ("Risks to think about", ("side effects", "leave a trial")),
+}
+
+
+@pytest.mark.parametrize("slug", sorted(SAFETY_CONTENT))
+def test_safety_section_is_present_and_marked_beyond_the_source(
+    slug: str, knowledge: Knowledge
+) -> None:
+    heading, phrases = SAFETY_CONTENT[slug]
+    page = knowledge.education[slug]
+    assert f"## {heading}\n" in page.body
+    section = page.body.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    for phrase in phrases:
+        assert phrase.lower() in section.lower(), f"{slug}: {heading!r} lacks {phrase!r}"
+    assert heading in page.beyond_source, f"{slug}: {heading!r} is not marked beyond_source"
+    assert any(ch.isdigit() for ch in page.beyond_source[heading]), "cite a guideline and year"
+
+
+def test_only_metastatic_planning_cards_link_the_end_of_life_page(knowledge: Knowledge) -> None:
+    """Pain and symptom cards also fire for local or regional recurrence, which can be cured."""
+    linking = {
+        r.id
+        for r in knowledge.rules.values()
+        if "palliative-and-end-of-life-care" in r.card.education
+    }
+    assert linking <= {"metastatic-without-advance-directive", "metastatic-without-palliative-care"}
+
+
+def test_the_local_recurrence_card_does_not_link_the_body_image_page(knowledge: Knowledge) -> None:
+    rule = knowledge.rules["local-change-after-breast-surgery"]
+    assert "body-changes-after-treatment" not in rule.card.education
+
+
+@pytest.mark.parametrize(
+    ("template", "differential"),
+    [
+        ("dyspnea-cough-evaluation", "pulmonary embolism"),
+        ("regional-swelling-evaluation", "deep vein thrombosis"),
+    ],
+)
+def test_symptom_card_names_the_thrombotic_differential(
+    template: str, differential: str, knowledge: Knowledge
+) -> None:
+    """Breathlessness and arm swelling after breast cancer may be a clot, not spread (issue 15)."""
+    assert differential in knowledge.templates[template].detail

@@ -58,8 +58,14 @@ class FaultyFhir:
     faults: dict[str, str] = field(default_factory=dict)
     slow_seconds: float = 30.0
     seen: list[Seen] = field(default_factory=list)
+    # An adult woman: the mammogram card needs a known age (18 to 79).
     patient: dict[str, Any] = field(
-        default_factory=lambda: {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female"}
+        default_factory=lambda: {
+            "resourceType": "Patient",
+            "id": PATIENT_ID,
+            "gender": "female",
+            "birthDate": "1961-04-02",
+        }
     )
     released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)

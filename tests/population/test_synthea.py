@@ -24,9 +24,10 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 HOOKS = ("patient-view", "encounter-start", "encounter-discharge")
 BREAST_CANCER_PATIENTS = {
     # Both: breast cancer in remission, last mammogram in 2020, never smokers, not metastatic.
+    # This one is 87: from 80 on the mammogram decision is individual, so no mammogram card.
     "44717d84-17d5-cefa-acf9-fe51fddc5d1c": {
-        "patient-view": ["mammogram-overdue-after-breast-cancer"],
-        "encounter-start": ["mammogram-overdue-after-breast-cancer", "when-to-call-education"],
+        "patient-view": [],
+        "encounter-start": ["when-to-call-education"],
         "encounter-discharge": [],
     },
     "dd92a3e7-d1db-c15a-f8fe-e3847b7f07b1": {
@@ -88,5 +89,5 @@ def test_cds_evaluate_command_on_the_breast_cancer_patients(
     cards = orjson.loads(run.stdout)["cards"]
     rules = sorted(card["source"]["topic"]["code"] for card in cards)
     assert rules == BREAST_CANCER_PATIENTS[patient_id]["encounter-start"]
-    mammogram = next(c for c in cards if "mammogram" in c["source"]["topic"]["code"])
-    assert "2020-" in mammogram["detail"]  # the explanation cites the last mammogram's date
+    for mammogram in (c for c in cards if "mammogram" in c["source"]["topic"]["code"]):
+        assert "2020-" in mammogram["detail"]  # the explanation cites the last mammogram's date

@@ -213,3 +213,22 @@ def test_evidence_names_a_code_without_display_as_the_value_set_does(kb: Knowled
     named = condition("bc", SNOMED, "254837009", "2019-03-04", "Breast cancer, left")
     fired = evaluate(kb, [kb.rules["test-rule"]], record_of(kb, [named, *FIRING[1:]])).fired
     assert "Breast cancer, left" in fired[0].evidence[0].line()
+
+
+def test_evidence_without_a_display_shows_the_value_set_display(kb: Knowledge) -> None:
+    """A record coding Z85.3 with no display reads as its value set's display, not "Z853"."""
+    history = condition("hx", "http://hl7.org/fhir/sid/icd-10-cm", "Z85.3", "2019-03-04")
+    history["code"]["coding"][0].pop("display")
+    rule = make_rule([{"ref": "invasive-breast-cancer"}])
+    result = evaluate(kb, [rule], record_of(kb, [history]))
+    (shown,) = result.fired[0].evidence
+    assert shown.display == "Personal history of malignant neoplasm of breast"
+    # a code met only through a family takes the family's display
+    family = condition("c50", "http://hl7.org/fhir/sid/icd-10-cm", "C50.911", "2019-03-04")
+    family["code"]["coding"][0].pop("display")
+    result = evaluate(kb, [rule], record_of(kb, [family]))
+    assert result.fired[0].evidence[0].display == "C50 family: C50911"
+    # a display the record sends is kept
+    named = condition("named", "http://hl7.org/fhir/sid/icd-10-cm", "Z85.3", "2019-03-04", "Hx")
+    result = evaluate(kb, [rule], record_of(kb, [named]))
+    assert result.fired[0].evidence[0].display == "Hx"

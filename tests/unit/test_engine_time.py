@@ -90,8 +90,30 @@ def test_after_first_anchor(kb: Knowledge, pain_onset: str, fires: bool) -> None
 
 def test_after_anchor_without_the_anchor_fact_does_not_hold(kb: Knowledge) -> None:
     assert not _pain_fires(kb, AFTER_DX, [bone_pain("2026-05-01")])
-    # an anchor fact with no date cannot place anything after it
-    assert not _pain_fires(kb, AFTER_DX, [breast_cancer(None), bone_pain("2026-05-01")])
+
+
+def test_an_undated_anchor_does_not_limit_and_the_fact_says_so(kb: Knowledge) -> None:
+    """A breast cancer record without a date must not silence every new sign (issue 15)."""
+    rule = make_rule([{"condition": {"valueset": "bone-pain", "within": "P90D", **AFTER_DX}}])
+    result = fired(kb, rule, [breast_cancer(None), bone_pain("2026-05-01")])
+    assert result is not None
+    assert any("no date on record" in note for note in result.absent)
+    # the window still applies, and an undated sign still never passes it
+    assert fired(kb, rule, [breast_cancer(None), bone_pain("2025-05-01")]) is None
+    assert fired(kb, rule, [breast_cancer(None), bone_pain(None)]) is None
+    # one dated record is enough to anchor on, and then no note
+    dated = fired(
+        kb,
+        rule,
+        [breast_cancer(None), breast_cancer("2019-03-04", rid="bc2"), bone_pain("2026-05-01")],
+    )
+    assert dated is not None
+    assert not dated.absent
+    assert not _pain_fires(
+        kb,
+        AFTER_DX,
+        [breast_cancer(None, rid="x"), breast_cancer("2026-05-10"), bone_pain("2026-05-01")],
+    )
 
 
 def test_first_and_last_anchor_pick_the_earliest_and_latest_anchor_dates(kb: Knowledge) -> None:

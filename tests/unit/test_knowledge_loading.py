@@ -540,3 +540,21 @@ def test_knowledge_check_prints_the_rule_table(
     assert "test-rule" in out
     assert "2/2" in out
     assert "unreviewed" in out
+
+
+def test_education_page_marking_an_unknown_heading_beyond_the_source(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.education["fever"] = (
+        "---\ntitle: Fever\nsummary: About fever.\nsections: [Self-Care]\n"
+        "beyond_source: {'Call now': 'ASCO/IDSA guideline, 2018'}\n---\n## When to call\n\nCall.\n"
+    )
+    _expect(tree, "cards/education/fever.md", "beyond_source", "'Call now'")
+
+
+def test_education_page_marking_its_own_heading_beyond_the_source_loads(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.education["fever"] = (
+        "---\ntitle: Fever\nsummary: About fever.\nsections: [Self-Care]\n"
+        "beyond_source: {'Call now': 'ASCO/IDSA guideline, 2018'}\n---\n## Call now\n\nCall.\n"
+    )
+    assert tree.load().education["fever"].beyond_source == {"Call now": "ASCO/IDSA guideline, 2018"}

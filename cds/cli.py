@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from cds.errors import CdsError, KnowledgeError, RequestError
+from cds.errors import CdsError, ConfigurationError, KnowledgeError, RequestError
 from cds.hooks import HOOKS
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
@@ -34,7 +34,9 @@ def _command(name: str) -> Callable[[Handler], Handler]:
 
 
 def _load(settings: Settings) -> Knowledge:
-    return load_knowledge(settings.knowledge_dir, settings.cards_dir)
+    return load_knowledge(
+        settings.knowledge_dir, settings.cards_dir, site_terminology=settings.terminology_dir
+    )
 
 
 @_command("serve")
@@ -111,7 +113,12 @@ def _parse_now(text: str | None) -> datetime:
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     # the rule cases are test data: evaluating a record does not need them
-    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    knowledge = load_knowledge(
+        settings.knowledge_dir,
+        settings.cards_dir,
+        with_cases=False,
+        site_terminology=settings.terminology_dir,
+    )
     data = read_json_file(Path(args.file))
     now = _parse_now(args.now)
     calls: list[tuple[Service, dict[str, Any]]]
@@ -327,6 +334,34 @@ def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- terminology: a site's own releases ---------------------------------------------------
+
+
+def _site_folder(args: argparse.Namespace, settings: Settings) -> Path:
+    out = Path(args.out) if args.out else settings.terminology_dir
+    if out is None:
+        raise ConfigurationError(["give --out or set CDS_TERMINOLOGY_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@_command("terminology import")
+def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
+    release = Path(args.release)
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    out = _site_folder(args, settings)
+    if args.kind == "rxnorm":
+        from cds.rxnorm_import import import_rxnorm
+        from cds.terminology import RXNORM
+
+        wanted = {c for vs in knowledge.valuesets.values() for s, c in vs.codes if s == RXNORM}
+        text, count = import_rxnorm(release, wanted)
+        target = out / "rxnorm-ingredients.yaml"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {count} products of {len(wanted)} value-set ingredients to {target}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -364,6 +399,13 @@ def _parser() -> argparse.ArgumentParser:
     coverage.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the file is out of date"
     )
+
+    terminology = sub.add_parser("terminology", help="use a site's RxNorm or SNOMED CT release")
+    tsub = terminology.add_subparsers(dest="terminology_command", required=True)
+    timport = tsub.add_parser("import", help="expand the knowledge's codes from a release")
+    timport.add_argument("kind", choices=["rxnorm"], help="which release")
+    timport.add_argument("release", help="release folder (RXNCONSO.RRF, RXNREL.RRF)")
+    timport.add_argument("--out", help="site terminology folder (default: CDS_TERMINOLOGY_DIR)")
 
     db = sub.add_parser("db", help="database schema migrations")
     dsub = db.add_subparsers(dest="db_command", required=True)

@@ -188,11 +188,19 @@ def _read_yaml(path: Path, problems: _Problems) -> Any:
 _FRONT_MATTER = re.compile(r"^---\n(.*?)\n---\n(.*)$", re.DOTALL)
 
 
-def load_knowledge(knowledge_dir: Path, cards_dir: Path, *, with_cases: bool = True) -> Knowledge:
+def load_knowledge(
+    knowledge_dir: Path,
+    cards_dir: Path,
+    *,
+    with_cases: bool = True,
+    site_terminology: Path | None = None,
+) -> Knowledge:
     """Load, validate and index all knowledge and content. Raises KnowledgeError.
 
     ``with_cases=False`` leaves out the rule cases and their fixtures (test data the engine
-    never reads): `cds evaluate` uses it to start faster.
+    never reads): `cds evaluate` uses it to start faster. ``site_terminology`` is a folder
+    written by `cds terminology import` (``CDS_TERMINOLOGY_DIR``): its product table is merged
+    over the shipped one, a site row replacing a shipped row of the same product.
     """
     problems = _Problems(knowledge_dir.parent)
     source = _load_source(knowledge_dir / "sources.yaml", problems)
@@ -201,6 +209,10 @@ def load_knowledge(knowledge_dir: Path, cards_dir: Path, *, with_cases: bool = T
     ingredients = _load_ingredients(
         knowledge_dir / "terminology" / "rxnorm-ingredients.yaml", problems
     )
+    if site_terminology is not None:
+        if not site_terminology.is_dir():
+            problems.add(site_terminology, "CDS_TERMINOLOGY_DIR is not a folder")
+        ingredients |= _load_ingredients(site_terminology / "rxnorm-ingredients.yaml", problems)
     templates = _load_many(cards_dir / "templates", CardTemplate, problems)
     override_reasons = _load_override_reasons(cards_dir / "override-reasons.yaml", problems)
     education = _load_education(cards_dir / "education", problems)

@@ -201,6 +201,21 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    from cds.terminology import RXNORM
+
+    vs_width = max(len(vs_id) for vs_id in knowledge.valuesets)
+    print(f"\n{'value set'.ljust(vs_width)}  codes  source")
+    for vs_id, vs in sorted(knowledge.valuesets.items()):
+        size = len(vs.codes) + len(vs.prefixes)
+        source = knowledge.valueset_sources.get(vs_id, "")
+        products = sum(
+            1
+            for ingredients in knowledge.ingredients.values()
+            if any((RXNORM, i) in vs.codes for i in ingredients)
+        )
+        if products:
+            source += f"; {products} RxNorm products through the product table"
+        print(f"{vs_id.ljust(vs_width)}  {size:5d}  {source}")
     print(
         f"\n{len(knowledge.rules)} rules, {len(knowledge.services)} services, "
         f"{len(knowledge.valuesets)} value sets, {len(knowledge.education)} education pages; "
@@ -359,6 +374,14 @@ def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
         target = out / "rxnorm-ingredients.yaml"
         target.write_text(text, encoding="utf-8")
         print(f"wrote {count} products of {len(wanted)} value-set ingredients to {target}")
+    else:
+        from cds.snomed_expansion import import_snomed
+
+        concepts = {e.code for vs in knowledge.valueset_files.values() for e in vs.descendants_of}
+        text, count = import_snomed(release, concepts)
+        target = out / "snomed-descendants.yaml"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {count} descendants of {len(concepts)} SNOMED CT concepts to {target}")
     return 0
 
 
@@ -403,8 +426,12 @@ def _parser() -> argparse.ArgumentParser:
     terminology = sub.add_parser("terminology", help="use a site's RxNorm or SNOMED CT release")
     tsub = terminology.add_subparsers(dest="terminology_command", required=True)
     timport = tsub.add_parser("import", help="expand the knowledge's codes from a release")
-    timport.add_argument("kind", choices=["rxnorm"], help="which release")
-    timport.add_argument("release", help="release folder (RXNCONSO.RRF, RXNREL.RRF)")
+    timport.add_argument("kind", choices=["rxnorm", "snomed"], help="which release")
+    timport.add_argument(
+        "release",
+        help="release folder: RxNorm (RXNCONSO.RRF, RXNREL.RRF) or SNOMED CT RF2 "
+        "(sct2_Relationship_Snapshot, sct2_Description_Snapshot)",
+    )
     timport.add_argument("--out", help="site terminology folder (default: CDS_TERMINOLOGY_DIR)")
 
     db = sub.add_parser("db", help="database schema migrations")

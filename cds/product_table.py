@@ -32,11 +32,13 @@ __all__ = [
     "Ingredient",
     "Product",
     "build_products",
+    "extract_rows",
     "ingredients_of",
     "main",
     "read_ingredients",
     "render_table",
     "substances",
+    "yaml_quote",
 ]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +69,9 @@ class Product:
     sources: list[str] = field(default_factory=list)
 
 
-def _rows(path: Path) -> Iterable[list[str]]:
-    """Tab-separated rows of an extract; '#' lines are its header, the first row its columns."""
+def extract_rows(path: Path) -> Iterable[list[str]]:
+    """Tab-separated rows of an extract in sources/ (RxNorm's and SNOMED CT's); '#' lines are
+    its header, the first row its columns."""
     lines = [
         line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
     ]
@@ -79,7 +82,7 @@ def _rows(path: Path) -> Iterable[list[str]]:
 
 def read_ingredients(path: Path = SOURCES / "ingredients.tsv") -> dict[str, Ingredient]:
     out: dict[str, Ingredient] = {}
-    for rxcui, name, tty, confirmed_by in _rows(path):
+    for rxcui, name, tty, confirmed_by in extract_rows(path):
         out[rxcui] = Ingredient(rxcui, name.strip().lower(), tty, confirmed_by)
     return out
 
@@ -146,20 +149,21 @@ def build_products(sources: Path = SOURCES) -> dict[str, Product]:
         if source not in known.sources:
             known.sources.append(source)
 
-    for rxcui, kind, name, components in _rows(sources / "cds-hooks-sandbox.tsv"):
+    for rxcui, kind, name, components in extract_rows(sources / "cds-hooks-sandbox.tsv"):
         parts = [s for c in components.split(" | ") for s in substances(c)]
         tty = _tty_of(name, kind, parts)
         add(rxcui, name, tty, ingredients_of(parts, by_name), "cds-hooks-sandbox")
-    for rxcui, name, _module in _rows(sources / "synthea-breast-cancer.tsv"):
+    for rxcui, name, _module in extract_rows(sources / "synthea-breast-cancer.tsv"):
         found = ingredients_of(substances(name), by_name)
         add(rxcui, name, _tty_of(name, "product"), found, "synthea")
-    for rxcui, tty, name, listed, source in _rows(sources / "curated.tsv"):
+    for rxcui, tty, name, listed, source in extract_rows(sources / "curated.tsv"):
         found = tuple(i for i in listed.split(",") if i in ingredients)
         add(rxcui, name, tty, tuple(sorted(found, key=int)), source)
     return dict(sorted(products.items(), key=lambda item: int(item[0])))
 
 
-def _quote(text: str) -> str:
+def yaml_quote(text: str) -> str:
+    """``text`` as a double-quoted YAML scalar."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -177,8 +181,8 @@ def render_table(products: dict[str, Product], origin: str = _ORIGIN) -> str:
         "products:",
     ]
     rows = [
-        f'  "{p.rxcui}": {{tty: {p.tty}, display: {_quote(p.name)}, '
-        f"ingredients: [{', '.join(_quote(i) for i in p.ingredients)}], "
+        f'  "{p.rxcui}": {{tty: {p.tty}, display: {yaml_quote(p.name)}, '
+        f"ingredients: [{', '.join(yaml_quote(i) for i in p.ingredients)}], "
         f"source: [{', '.join(p.sources)}]}}"
         for p in products.values()
     ]

@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from cds.errors import TerminologyImportError
+from cds.product_table import extract_rows, yaml_quote
 
 __all__ = ["descendants_text", "import_snomed", "keeps", "main", "shipped_descendants"]
 
@@ -63,15 +64,6 @@ def keeps(concept: str, name: str) -> bool:
     return not (left_out and left_out.search(name))
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
-    lines = [
-        line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
-    ]
-    for line in lines[1:]:
-        if line.strip():
-            yield line.split("\t")
-
-
 def _display(name: str) -> str:
     return re.sub(r" \((disorder|finding|procedure)\)$", "", name)
 
@@ -79,15 +71,11 @@ def _display(name: str) -> str:
 def shipped_descendants() -> dict[str, dict[str, tuple[str, str]]]:
     """concept -> {descendant code: (display, source value sets)} from the VSAC extract."""
     out: dict[str, dict[str, tuple[str, str]]] = {concept: {} for concept in _KINDS}
-    for code, name, valuesets in _rows(SOURCES / "vsac-snomed-breast.tsv"):
+    for code, name, valuesets in extract_rows(SOURCES / "vsac-snomed-breast.tsv"):
         for concept, (_, kind) in _KINDS.items():
             if code != concept and kind.search(name) and keeps(concept, name):
                 out[concept][code] = (_display(name), valuesets)
     return out
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def descendants_text(
@@ -101,13 +89,13 @@ def descendants_text(
     ]
     for concept in sorted(expansions, key=int):
         lines.append(f'  "{concept}":')
-        lines.append(f"    display: {_quote(displays.get(concept, ''))}")
+        lines.append(f"    display: {yaml_quote(displays.get(concept, ''))}")
         members = expansions[concept]
         lines.append("    descendants:" + ("" if members else " {}"))
         for code in sorted(members, key=int):
             display, source = members[code]
             lines.append(
-                f'      "{code}": {{display: {_quote(display)}, source: {_quote(source)}}}'
+                f'      "{code}": {{display: {yaml_quote(display)}, source: {yaml_quote(source)}}}'
             )
     return "\n".join(lines) + "\n"
 

@@ -438,13 +438,19 @@ def _load_ingredients(path: Path, problems: _Problems) -> dict[str, tuple[str, .
     data = _read_yaml(path, problems)
     out: dict[str, tuple[str, ...]] = {}
     if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
-        problems.add(path, "expected 'products: {<rxcui>: {display, ingredients: [...]}}'")
+        problems.add(path, "expected 'products: {<rxcui>: [tty, [ingredients], [sources], name]}'")
         return out
     for product, entry in data["products"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("ingredients"), list):
-            problems.add(path, f"products.{product}: needs display and an ingredients list")
+        # A generated row is [tty, [ingredients], [sources], name]; a hand-written one may be
+        # a mapping {display, ingredients}.
+        if isinstance(entry, list) and len(entry) == 4:
+            ingredients = entry[1]
+        else:
+            ingredients = entry.get("ingredients") if isinstance(entry, dict) else None
+        if not isinstance(ingredients, list):
+            problems.add(path, f"products.{product}: needs an ingredients list")
             continue
-        out[str(product)] = tuple(str(i) for i in entry["ingredients"])
+        out[str(product)] = tuple(str(i) for i in ingredients)
     return out
 
 

@@ -64,8 +64,9 @@ def write_release(folder: Path) -> Path:
     return folder
 
 
-def _table(text: str) -> dict[str, dict[str, object]]:
-    products: dict[str, dict[str, object]] = load_yaml_text(text)["products"]
+def _table(text: str) -> dict[str, list[object]]:
+    """product -> [tty, [ingredients], [sources], name]"""
+    products: dict[str, list[object]] = load_yaml_text(text)["products"]
     return products
 
 
@@ -73,13 +74,14 @@ def test_every_product_of_the_ingredient_is_written(tmp_path: Path) -> None:
     text, count = import_rxnorm(write_release(tmp_path / "rel"), {"10324", "2119713"})
     products = _table(text)
     tamoxifen = {"198240", "105630", "1164215", "1168101", "9900002", "9900003", "9900004"}
-    assert {c for c, p in products.items() if p["ingredients"] == ["10324"]} == tamoxifen
-    assert products["2119717"]["ingredients"] == ["2119713"]
+    assert {c for c, p in products.items() if p[1] == ["10324"]} == tamoxifen
+    assert products["2119717"][1] == ["2119713"]
     assert count == len(products) == 8
     assert "198440" not in products  # acetaminophen is no value-set ingredient here
     assert "9900005" not in products  # obsolete
-    assert products["1168101"]["tty"] == "SBDG"
-    assert products["9900003"]["source"] == ["site-rxnorm"]
+    assert products["1168101"][0] == "SBDG"
+    assert products["9900003"][2] == ["site-rxnorm"]
+    assert products["198240"][3] == "tamoxifen 10 MG Oral Tablet"
 
 
 def test_a_folder_without_the_release_files_is_refused(tmp_path: Path) -> None:

@@ -399,3 +399,9 @@ def test_bad_analytics_window(client: TestClient, query: str, message: str) -> N
 def test_empty_analytics_window(client: TestClient) -> None:
     html = client.get("/analytics?since=2001-01-01&until=2001-01-31").text
     assert "No cards were shown from 2001-01-01 to 2001-01-31" in html
+
+
+def test_rule_page_shows_a_descendants_of_concept(client: TestClient) -> None:
+    html = client.get("/knowledge/metastatic-without-palliative-care").text
+    assert "<code>254837009</code>" in html
+    assert "Malignant neoplasm of breast and its descendants" in html

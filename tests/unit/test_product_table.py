@@ -10,6 +10,7 @@ from cds.product_table import (
     SOURCES,
     TABLE,
     build_products,
+    extract_rows,
     ingredients_of,
     read_ingredients,
     render_table,
@@ -105,3 +106,12 @@ def test_the_sandbox_orders_the_issue_names_map_to_their_ingredients() -> None:
     assert products["672149"].ingredients == ("480167",)  # lapatinib 250 MG Oral Tablet
     assert products["200328"].ingredients == ("194000",)  # capecitabine 500 MG Oral Tablet
     assert products["313195"].ingredients == ("10324",)  # tamoxifen 20 MG Oral Tablet
+
+
+def test_every_product_of_the_sandbox_extract_is_in_the_table() -> None:
+    """The extract holds the sandbox's products of the value-set ingredients; none is dropped."""
+    products = build_products()
+    rows = list(extract_rows(SOURCES / "cds-hooks-sandbox.tsv"))
+    assert len(rows) > 600
+    missing = [(rxcui, name) for rxcui, _kind, name, _parts in rows if rxcui not in products]
+    assert not missing, missing

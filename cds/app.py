@@ -52,7 +52,9 @@ def create_app(
     """Build the app. Knowledge is loaded (and validated) here, so bad knowledge fails start-up."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    knowledge = knowledge or load_knowledge(settings.knowledge_dir, settings.cards_dir)
+    knowledge = knowledge or load_knowledge(
+        settings.knowledge_dir, settings.cards_dir, site_terminology=settings.terminology_dir
+    )
     runtime = Runtime(settings=settings, knowledge=knowledge, store=store)
     trusted = configured_trusted_clients(settings)
 

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from cds import __version__
-from cds.errors import BadRequest, CdsError, RequestError
+from cds.errors import BadRequest, CdsError, ConfigurationError, RequestError
 from cds.hooks import HOOKS
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
@@ -37,7 +37,9 @@ def _command(name: str) -> Callable[[Handler], Handler]:
 
 
 def _load(settings: Settings) -> Knowledge:
-    return load_knowledge(settings.knowledge_dir, settings.cards_dir)
+    return load_knowledge(
+        settings.knowledge_dir, settings.cards_dir, site_terminology=settings.terminology_dir
+    )
 
 
 @_command("serve")
@@ -164,7 +166,12 @@ def _run_offline(service: Service, body: dict[str, Any], **kwargs: Any) -> Any:
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     # the rule cases are test data: evaluating a record does not need them
-    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    knowledge = load_knowledge(
+        settings.knowledge_dir,
+        settings.cards_dir,
+        with_cases=False,
+        site_terminology=settings.terminology_dir,
+    )
     now = _parse_now(args.now)
     calls = _evaluation_calls(read_json_file(Path(args.file)), args.hook, knowledge)
     cards: list[dict[str, Any]] = []
@@ -210,6 +217,30 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 CHECK_WIDTH = 100  # columns `cds knowledge check` fits in (a rule id up to 60 characters)
 
 
+def _print_valueset_table(knowledge: Knowledge) -> None:
+    """Each value set's size and source, two lines a set so that it fits ``CHECK_WIDTH``."""
+    from cds.terminology import RXNORM
+
+    print(f"\n{'value set'}  codes")
+    for vs_id, vs in sorted(knowledge.valuesets.items()):
+        size = len(vs.codes) + len(vs.prefixes)
+        source = knowledge.valueset_sources.get(vs_id, "")
+        products = sum(
+            1
+            for ingredients in knowledge.ingredients.values()
+            if any((RXNORM, i) in vs.codes for i in ingredients)
+        )
+        if products:
+            source += f"; {products} RxNorm products through the product table"
+        print(f"{vs_id}  {size}")
+        if source:
+            print(
+                textwrap.fill(
+                    source, CHECK_WIDTH, initial_indent="    ", subsequent_indent="      "
+                )
+            )
+
+
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     from cds.cases import run_case
@@ -244,6 +275,7 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     for row, detail in zip(rows, details, strict=True):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         print(textwrap.fill(detail, CHECK_WIDTH, initial_indent="    ", subsequent_indent="      "))
+    _print_valueset_table(knowledge)
     print(
         f"\n{len(knowledge.rules)} rules, {len(knowledge.services)} services, "
         f"{len(knowledge.valuesets)} value sets, {len(knowledge.education)} education pages; "
@@ -381,6 +413,42 @@ def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- terminology: a site's own releases ---------------------------------------------------
+
+
+def _site_folder(args: argparse.Namespace, settings: Settings) -> Path:
+    out = Path(args.out) if args.out else settings.terminology_dir
+    if out is None:
+        raise ConfigurationError(["give --out or set CDS_TERMINOLOGY_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@_command("terminology import")
+def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
+    release = Path(args.release)
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    out = _site_folder(args, settings)
+    if args.kind == "rxnorm":
+        from cds.rxnorm_import import import_rxnorm
+        from cds.terminology import RXNORM
+
+        wanted = {c for vs in knowledge.valuesets.values() for s, c in vs.codes if s == RXNORM}
+        text, count = import_rxnorm(release, wanted)
+        target = out / "rxnorm-ingredients.yaml"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {count} products of {len(wanted)} value-set ingredients to {target}")
+    else:
+        from cds.snomed_expansion import import_snomed
+
+        concepts = {e.code for vs in knowledge.valueset_files.values() for e in vs.descendants_of}
+        text, count = import_snomed(release, concepts)
+        target = out / "snomed-descendants.yaml"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {count} descendants of {len(concepts)} SNOMED CT concepts to {target}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``error: ...`` and exit status 2.
 
@@ -449,6 +517,17 @@ def _parser() -> argparse.ArgumentParser:
     coverage.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the file is out of date"
     )
+
+    terminology = sub.add_parser("terminology", help="use a site's RxNorm or SNOMED CT release")
+    tsub = terminology.add_subparsers(dest="terminology_command", required=True)
+    timport = tsub.add_parser("import", help="expand the knowledge's codes from a release")
+    timport.add_argument("kind", choices=["rxnorm", "snomed"], help="which release")
+    timport.add_argument(
+        "release",
+        help="release folder: RxNorm (RXNCONSO.RRF, RXNREL.RRF) or SNOMED CT RF2 "
+        "(sct2_Relationship_Snapshot, sct2_Description_Snapshot)",
+    )
+    timport.add_argument("--out", help="site terminology folder (default: CDS_TERMINOLOGY_DIR)")
 
     db = sub.add_parser("db", help="database schema migrations")
     dsub = db.add_subparsers(dest="db_command", required=True)

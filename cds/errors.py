@@ -5,6 +5,7 @@
     CdsError
     ├── KnowledgeError          knowledge/ or cards/ is invalid: the service refuses to start
     ├── ConfigurationError      a setting or a configuration file is invalid: refuses to start
+    ├── TerminologyImportError  `cds terminology import`: the folder is not a readable release
     └── RequestError            something about one call; mapped to an HTTP status in cds.app
         ├── BadRequest          400: malformed JSON or a body of the wrong shape
         ├── Unauthorized        401: missing or invalid client JWT (never says why)
@@ -31,6 +32,7 @@ __all__ = [
     "PrefetchUnavailable",
     "RequestError",
     "ServiceUnavailable",
+    "TerminologyImportError",
     "Unauthorized",
     "UnknownService",
     "UnsupportedMedia",
@@ -55,6 +57,10 @@ class ConfigurationError(CdsError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class TerminologyImportError(CdsError):
+    """A terminology release folder given to `cds terminology import` cannot be read."""
 
 
 class RequestError(CdsError):

@@ -356,6 +356,13 @@ def _value_set(vs: ValueSetFile, active: bool, urls: _Urls) -> dict[str, Any]:
         }
         for family in vs.families
     ]
+    compose += [
+        {
+            "system": canonical_system(root.system) or root.system,
+            "filter": [{"property": "concept", "op": "is-a", "value": root.code}],
+        }
+        for root in vs.descendants_of
+    ]
     if vs.include:
         compose.append({"valueSet": [urls.canonical("ValueSet", i) for i in vs.include]})
     description = " ".join(vs.description.split())

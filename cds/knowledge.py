@@ -34,7 +34,13 @@ from cds.rules import (
     ValueSetFile,
 )
 from cds.suggestion_check import check_suggestion_resource, education_placeholders
-from cds.terminology import CodeIndex, CompiledValueSet, canonical_system, normalize_code
+from cds.terminology import (
+    SNOMED,
+    CodeIndex,
+    CompiledValueSet,
+    canonical_system,
+    normalize_code,
+)
 
 __all__ = ["Knowledge", "Service", "load_knowledge"]
 
@@ -64,6 +70,8 @@ class Knowledge:
     cases: dict[str, tuple[Case, ...]]
     fixtures: dict[str, dict[str, Any]]
     rule_files: dict[str, Path] = field(default_factory=dict)
+    # Value set id -> where its codes come from (list, includes, SNOMED CT descendants).
+    valueset_sources: dict[str, str] = field(default_factory=dict)
     code_index: CodeIndex = field(init=False, repr=False, compare=False)
     # Fact kinds some rule or definition reads without a value set (every resource of the kind).
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -188,18 +196,38 @@ def _read_yaml(path: Path, problems: _Problems) -> Any:
 _FRONT_MATTER = re.compile(r"^---\n(.*?)\n---\n(.*)$", re.DOTALL)
 
 
-def load_knowledge(knowledge_dir: Path, cards_dir: Path, *, with_cases: bool = True) -> Knowledge:
+def load_knowledge(
+    knowledge_dir: Path,
+    cards_dir: Path,
+    *,
+    with_cases: bool = True,
+    site_terminology: Path | None = None,
+) -> Knowledge:
     """Load, validate and index all knowledge and content. Raises KnowledgeError.
 
     ``with_cases=False`` leaves out the rule cases and their fixtures (test data the engine
-    never reads): `cds evaluate` uses it to start faster.
+    never reads): `cds evaluate` uses it to start faster. ``site_terminology`` is a folder
+    written by `cds terminology import` (``CDS_TERMINOLOGY_DIR``): its product table is merged
+    over the shipped one, a site row replacing a shipped row of the same product.
     """
     problems = _Problems(knowledge_dir.parent)
     source = _load_source(knowledge_dir / "sources.yaml", problems)
     valueset_files = _load_many(knowledge_dir / "valuesets", ValueSetFile, problems)
-    valuesets = _compile_valuesets(valueset_files, knowledge_dir / "valuesets", problems)
     ingredients = _load_ingredients(
         knowledge_dir / "terminology" / "rxnorm-ingredients.yaml", problems
+    )
+    descendants = _load_descendants(
+        knowledge_dir / "terminology" / "snomed-descendants.yaml", "shipped", problems
+    )
+    if site_terminology is not None:
+        if not site_terminology.is_dir():
+            problems.add(site_terminology, "CDS_TERMINOLOGY_DIR is not a folder")
+        ingredients |= _load_ingredients(site_terminology / "rxnorm-ingredients.yaml", problems)
+        descendants |= _load_descendants(
+            site_terminology / "snomed-descendants.yaml", "site", problems
+        )
+    valuesets = _compile_valuesets(
+        valueset_files, knowledge_dir / "valuesets", problems, descendants
     )
     templates = _load_many(cards_dir / "templates", CardTemplate, problems)
     override_reasons = _load_override_reasons(cards_dir / "override-reasons.yaml", problems)
@@ -256,6 +284,7 @@ def load_knowledge(knowledge_dir: Path, cards_dir: Path, *, with_cases: bool = T
         cases=cases,
         fixtures=fixtures,
         rule_files=rule_files,
+        valueset_sources=_valueset_sources(valueset_files, descendants),
     )
 
 
@@ -283,10 +312,53 @@ def _load_many(folder: Path, model: type[Any], problems: _Problems) -> dict[str,
     return out
 
 
+# SNOMED CT concept -> (its descendants' codes and displays, "shipped" or "site").
+Descendants = dict[str, tuple[dict[str, str], str]]
+
+
+def _load_descendants(path: Path, origin: str, problems: _Problems) -> Descendants:
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, problems)
+    if not isinstance(data, dict) or not isinstance(data.get("concepts"), dict):
+        problems.add(path, "expected 'concepts: {<code>: {display, descendants: {...}}}'")
+        return {}
+    out: Descendants = {}
+    for concept, entry in data["concepts"].items():
+        members = entry.get("descendants") if isinstance(entry, dict) else None
+        if not isinstance(members, dict):
+            problems.add(path, f"concepts.{concept}: needs a descendants mapping")
+            continue
+        out[str(concept)] = (
+            {str(code): str((m or {}).get("display", "")) for code, m in members.items()},
+            origin,
+        )
+    return out
+
+
+def _valueset_sources(files: dict[str, ValueSetFile], descendants: Descendants) -> dict[str, str]:
+    """A line per value set saying where its codes come from, for `cds knowledge check`."""
+    out: dict[str, str] = {}
+    for vs_id, vs in files.items():
+        parts = []
+        if vs.codes or vs.families:
+            parts.append(f"list ({len(vs.codes)} codes, {len(vs.families)} ICD-10-CM families)")
+        parts += [f"include {included}" for included in vs.include]
+        for entry in vs.descendants_of:
+            members, origin = descendants.get(entry.code, ({}, "none"))
+            parts.append(f"descendants of {entry.code} ({len(members)}, {origin})")
+        out[vs_id] = "; ".join(parts)
+    return out
+
+
 def _compile_valuesets(
-    files: dict[str, ValueSetFile], folder: Path, problems: _Problems
+    files: dict[str, ValueSetFile],
+    folder: Path,
+    problems: _Problems,
+    descendants: Descendants | None = None,
 ) -> dict[str, CompiledValueSet]:
     compiled: dict[str, CompiledValueSet] = {}
+    descendants = descendants or {}
 
     def expand(
         vs_id: str, stack: tuple[str, ...]
@@ -312,6 +384,26 @@ def _compile_valuesets(
                 continue
             codes.add((system, code))
             displays[(system, code)] = entry.display
+        for index, entry in enumerate(vs.descendants_of):
+            if canonical_system(entry.system) != SNOMED:
+                problems.add(
+                    folder / f"{vs_id}.yaml",
+                    f"descendants_of.{index}.system: only SNOMED CT concepts have descendants",
+                )
+                continue
+            if entry.code not in descendants:
+                problems.add(
+                    folder / f"{vs_id}.yaml",
+                    f"descendants_of.{index}: no expansion of {entry.code} in "
+                    "knowledge/terminology/snomed-descendants.yaml (run python -m "
+                    "cds.snomed_expansion) or the site's terminology folder",
+                )
+            codes.add((SNOMED, entry.code))
+            displays[(SNOMED, entry.code)] = entry.display
+            members, _origin = descendants.get(entry.code, ({}, ""))
+            for code, display in members.items():
+                codes.add((SNOMED, code))
+                displays.setdefault((SNOMED, code), display)
         for family in vs.families:
             prefix = normalize_code(family.system_uri, family.prefix)
             if prefix:
@@ -347,13 +439,19 @@ def _load_ingredients(path: Path, problems: _Problems) -> dict[str, tuple[str, .
     data = _read_yaml(path, problems)
     out: dict[str, tuple[str, ...]] = {}
     if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
-        problems.add(path, "expected 'products: {<rxcui>: {display, ingredients: [...]}}'")
+        problems.add(path, "expected 'products: {<rxcui>: [tty, [ingredients], [sources], name]}'")
         return out
     for product, entry in data["products"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("ingredients"), list):
-            problems.add(path, f"products.{product}: needs display and an ingredients list")
+        # A generated row is [tty, [ingredients], [sources], name]; a hand-written one may be
+        # a mapping {display, ingredients}.
+        if isinstance(entry, list) and len(entry) == 4:
+            ingredients = entry[1]
+        else:
+            ingredients = entry.get("ingredients") if isinstance(entry, dict) else None
+        if not isinstance(ingredients, list):
+            problems.add(path, f"products.{product}: needs an ingredients list")
             continue
-        out[str(product)] = tuple(str(i) for i in entry["ingredients"])
+        out[str(product)] = tuple(str(i) for i in ingredients)
     return out
 
 

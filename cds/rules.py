@@ -97,13 +97,18 @@ class ValueSetFile(_Schema):
     codes: tuple[ValueSetCode, ...] = ()
     families: tuple[ValueSetFamily, ...] = ()
     include: tuple[str, ...] = ()
+    descendants_of: tuple[ValueSetCode, ...] = Field(
+        (),
+        description="SNOMED CT concepts held with their descendants "
+        "(knowledge/terminology/snomed-descendants.yaml, or a site's import)",
+    )
 
     _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))
 
     @model_validator(mode="after")
     def _not_empty(self) -> ValueSetFile:
-        if not (self.codes or self.families or self.include):
-            raise ValueError("a value set needs codes, families or include")
+        if not (self.codes or self.families or self.include or self.descendants_of):
+            raise ValueError("a value set needs codes, families, include or descendants_of")
         return self
 
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     )
     knowledge_dir: Path = Field(_REPO_ROOT / "knowledge", description="Rules and value sets.")
     cards_dir: Path = Field(_REPO_ROOT / "cards", description="Card templates and education.")
+    terminology_dir: Path | None = Field(
+        None,
+        description="Site terminology folder written by `cds terminology import` (RxNorm "
+        "product table merged over the shipped one; see docs/terminology.md).",
+    )
     synthea_dir: Path | None = Field(
         _REPO_ROOT.parent / "shared" / "data" / "synthea",
         description="Synthea bundles (*.json.bz2) the preview page offers, when the folder exists.",

@@ -110,7 +110,13 @@ def _valueset_view(file: ValueSetFile) -> ValueSetView:
         id=file.id,
         title=file.title,
         description=file.description,
-        codes=tuple(CodeRow(c.system, c.code, c.display, c.verified, c.note) for c in file.codes),
+        codes=(
+            *(CodeRow(c.system, c.code, c.display, c.verified, c.note) for c in file.codes),
+            *(
+                CodeRow(c.system, c.code, f"{c.display} and its descendants", c.verified, c.note)
+                for c in file.descendants_of
+            ),
+        ),
         families=tuple(
             CodeRow(f.system_uri, f.prefix + "*", f.display, f.verified) for f in file.families
         ),

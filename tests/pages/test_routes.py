@@ -535,3 +535,9 @@ def test_a_compressed_upload_that_unpacks_too_far_is_refused(
         )
     assert response.status_code == 413
     assert "unpacks to more than 4000 bytes" in response.text
+
+
+def test_rule_page_shows_a_descendants_of_concept(client: TestClient) -> None:
+    html = client.get("/knowledge/metastatic-without-palliative-care").text
+    assert "<code>254837009</code>" in html
+    assert "Malignant neoplasm of breast and its descendants" in html

@@ -1,0 +1,119 @@
+"""The generated RxNorm product table: reproducible from its extracts, and complete for the
+ingredients the value sets name (see cds/product_table.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds.knowledge import load_yaml_text
+from cds.product_table import (
+    SOURCES,
+    TABLE,
+    build_products,
+    extract_rows,
+    ingredients_of,
+    read_ingredients,
+    render_table,
+    substances,
+)
+from tests.conftest import REPO
+
+# Value-set ingredients no public extract here offers a product of (injectables and drugs
+# newer than the sandbox's list), or with no public RxNorm name (the biosimilars). Their
+# products match only through a site's RxNorm import (`cds terminology import rxnorm`).
+KNOWN_GAPS = {
+    "11473": "pamidronate (injection only)",
+    "12574": "gemcitabine (injection only)",
+    "1045453": "eribulin (injection only)",
+    "224905": "trastuzumab (injection only)",
+    "2103478": "a trastuzumab biosimilar (no public name)",
+    "2107051": "a trastuzumab biosimilar (no public name)",
+    "2174802": "a trastuzumab biosimilar (no public name)",
+    "2119713": "hyaluronidase / trastuzumab (a multiple ingredient)",
+    "2382603": "hyaluronidase / pertuzumab / trastuzumab (a multiple ingredient)",
+    "1298944": "pertuzumab (injection only)",
+    "1371041": "ado-trastuzumab emtansine (injection only)",
+    "2361285": "tucatinib (newer than the sandbox's list)",
+    "1940643": "neratinib (newer than the sandbox's list)",
+    "1597582": "olaparib (not in the sandbox's list)",
+    "2099704": "talazoparib (newer than the sandbox's list)",
+    "2267582": "trastuzumab deruxtecan (injection only)",
+    "2267574": "fam-trastuzumab deruxtecan-nxki (injection only)",
+}
+
+
+def _valueset_ingredients() -> set[str]:
+    """The RxNorm codes value sets list, less the products (a value set may name one product,
+    such as the denosumab 60 mg syringe of denosumab-osteoporosis-dose)."""
+    codes = set()
+    for path in (REPO / "knowledge" / "valuesets").glob("*.yaml"):
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
+        codes |= {str(c["code"]) for c in data.get("codes", ()) if c["system"] == "rxnorm"}
+    return codes - set(build_products())
+
+
+def test_the_checked_in_table_is_what_the_generator_writes() -> None:
+    assert TABLE.read_text(encoding="utf-8") == render_table(build_products()), (
+        "knowledge/terminology/rxnorm-ingredients.yaml is stale: run python -m cds.product_table"
+    )
+
+
+def test_every_valueset_ingredient_is_in_the_ingredient_list() -> None:
+    missing = _valueset_ingredients() - set(read_ingredients())
+    assert not missing, f"add these to {SOURCES / 'ingredients.tsv'}: {sorted(missing)}"
+
+
+def test_every_valueset_ingredient_has_products_or_is_a_named_gap() -> None:
+    covered = {i for p in build_products().values() for i in p.ingredients}
+    without = _valueset_ingredients() - covered
+    assert without == set(KNOWN_GAPS), (
+        f"without products and not a known gap: {sorted(without - set(KNOWN_GAPS))}; "
+        f"known gaps that now have products: {sorted(set(KNOWN_GAPS) - without)}"
+    )
+
+
+def test_every_product_cites_a_source_and_a_product_term_type() -> None:
+    for product in build_products().values():
+        assert product.sources, product
+        assert product.tty in {"SCD", "SBD", "SCDG", "SBDG", "GPCK", "BPCK"}, product
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tamoxifen 10 MG Oral Tablet", ["tamoxifen"]),
+        (
+            "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet [Percocet]",
+            ["acetaminophen", "oxycodone hydrochloride"],
+        ),
+        ("10 ML Doxorubicin Hydrochloride 2 MG/ML Injection", ["doxorubicin hydrochloride"]),
+        ("72 HR Fentanyl 0.025 MG/HR Transdermal System", ["fentanyl"]),
+        ("Tamoxifen 20 MG", ["tamoxifen"]),
+    ],
+)
+def test_substances_are_read_from_rxnorm_names(name: str, expected: list[str]) -> None:
+    assert substances(name) == expected
+
+
+def test_a_salt_matches_its_ingredient_and_a_longer_name_does_not() -> None:
+    names = {"morphine": "7052", "prednisolone": "8638", "trastuzumab": "224905"}
+    assert ingredients_of(["morphine sulfate"], names) == ("7052",)
+    assert ingredients_of(["hydromorphone hydrochloride"], names) == ()
+    assert ingredients_of(["methylprednisolone"], names) == ()
+    assert ingredients_of(["trastuzumab-anns"], names) == ()
+
+
+def test_the_sandbox_orders_the_issue_names_map_to_their_ingredients() -> None:
+    products = build_products()
+    assert products["672149"].ingredients == ("480167",)  # lapatinib 250 MG Oral Tablet
+    assert products["200328"].ingredients == ("194000",)  # capecitabine 500 MG Oral Tablet
+    assert products["313195"].ingredients == ("10324",)  # tamoxifen 20 MG Oral Tablet
+
+
+def test_every_product_of_the_sandbox_extract_is_in_the_table() -> None:
+    """The extract holds the sandbox's products of the value-set ingredients; none is dropped."""
+    products = build_products()
+    rows = list(extract_rows(SOURCES / "cds-hooks-sandbox.tsv"))
+    assert len(rows) > 600
+    missing = [(rxcui, name) for rxcui, _kind, name, _parts in rows if rxcui not in products]
+    assert not missing, missing

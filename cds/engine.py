@@ -14,12 +14,13 @@ from typing import Any, NamedTuple
 
 from cds.fhirtime import parse_duration
 from cds.knowledge import Knowledge
-from cds.logic import Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
+from cds.logic import ALBUMIN_VALUESET, Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
 from cds.logic_text import describe_node
 from cds.record import Item, PatientRecord
 from cds.rule_gates import Gate
 from cds.rules import Rule
 from cds.terminology import V3_INTERPRETATION, canonical_system, normalize_code
+from cds.units import MOLAR_MASS, quantity_in, to_unit
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
@@ -35,6 +36,16 @@ _MED_NEVER = frozenset({"entered-in-error", "cancelled", "not-taken", "not-done"
 _PROCEDURE_DONE = frozenset({"completed", "in-progress"})
 _STUDY_ACTIVE = frozenset(
     {"on-study", "on-study-intervention", "on-study-observation", "follow-up", "pending-on-study"}
+)
+# R4's interpretation code system and the HL7 v2 table 0078 it took its codes (H, HH, L, LL,
+# A, AA, ...) from; a coding without a system is read as one of them.
+_INTERPRETATION_SYSTEMS = frozenset(
+    {
+        None,
+        V3_INTERPRETATION,
+        "http://terminology.hl7.org/CodeSystem/v2-0078",
+        "http://hl7.org/fhir/v2/0078",
+    }
 )
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _SERVICE_REQUEST_LIVE = frozenset({"active", "completed", "on-hold"})
@@ -80,6 +91,7 @@ class _Result(NamedTuple):
     absent: tuple[str, ...] = ()
 
 
+_ANY_QUERY = FactQuery()
 _FALSE = _Result(False)
 _TRUE = _Result(True)
 
@@ -387,9 +399,14 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
     if query.latest:
         filters.append(lambda call, items: [max(items, key=_date_key)])
+    molar_mass = MOLAR_MASS.get(query.valueset or "")
     if query.value is not None:
         value = query.value
-        filters.append(lambda call, items: [i for i in items if _value_ok(call, i.resource, value)])
+        filters.append(
+            lambda call, items: [
+                i for i in items if _value_ok(call, i.resource, value, molar_mass, i)
+            ]
+        )
     if query.interpretation is not None:
         wanted = frozenset(query.interpretation)
         filters.append(
@@ -397,7 +414,7 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         )
     if query.trend is not None:
         trend = query.trend
-        filters.append(lambda call, items: _trend(call, items, trend))
+        filters.append(lambda call, items: _trend(call, items, trend, molar_mass))
     return filters
 
 
@@ -424,11 +441,57 @@ def _before(items: list[Item], anchor: datetime | None) -> list[Item]:
     return [i for i in items if i.date is not None and i.date < anchor]
 
 
-def _value_ok(call: _Call, resource: dict[str, Any], test: ValueTest) -> bool:
+def _value_ok(
+    call: _Call,
+    resource: dict[str, Any],
+    test: ValueTest,
+    molar_mass: float | None = None,
+    item: Item | None = None,
+) -> bool:
     if test.valueset is not None:
         concept = resource.get("valueCodeableConcept")
         return _concept_in(concept, call.valuesets[test.valueset])
-    return _number_ok(resource.get("valueQuantity"), test)
+    quantity = resource.get("valueQuantity")
+    if test.unit is None:
+        return _number_ok(_quantity(quantity), test)
+    value = quantity_in(quantity, test.unit, molar_mass=molar_mass)
+    if value is not None and test.albumin_corrected and item is not None:
+        value = _albumin_corrected(call, item, value, test.unit, molar_mass)
+    return _number_ok(value, test)
+
+
+# Serum albumin is read for a calcium correction when it was measured within this long of the
+# calcium (before or after): the two are drawn together in practice.
+_ALBUMIN_WINDOW = timedelta(days=2)
+_NORMAL_ALBUMIN_G_DL = 4.0
+
+
+def _albumin_corrected(
+    call: _Call, item: Item, value: float, unit: str, molar_mass: float | None
+) -> float:
+    """Total calcium corrected for serum albumin: Ca + 0.8 x (4 - albumin), in mg/dL and g/dL
+    (clinical-codes.md §3). Without a final albumin near the calcium's date, or with one whose
+    unit cannot be read, the measured value stands."""
+    albumin_set = call.valuesets.get(ALBUMIN_VALUESET)
+    when = item.date
+    if albumin_set is None or when is None:
+        return value
+    near = [
+        albumin
+        for albumin in call.record.find("observation", albumin_set)
+        if albumin.date is not None
+        and abs(albumin.date - when) <= _ALBUMIN_WINDOW
+        and _status_ok("observation", _ANY_QUERY, albumin)
+    ]
+    if not near:
+        return value
+    albumin = quantity_in(max(near, key=_date_key).resource.get("valueQuantity"), "g/dL")
+    in_mg_dl = to_unit(value, unit, "mg/dL", molar_mass=molar_mass)
+    if albumin is None or in_mg_dl is None:
+        return value
+    corrected = in_mg_dl + 0.8 * (_NORMAL_ALBUMIN_G_DL - albumin)
+    back = to_unit(corrected, "mg/dL", unit, molar_mass=molar_mass)
+    return value if back is None else back
 
 
 def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
@@ -438,20 +501,35 @@ def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
         valueset = call.valuesets[test.valueset]
         if not any(
             _concept_in(component.get("code"), valueset)
-            and (test.value is None or _value_ok(call, component, test.value))
+            and (
+                test.value is None
+                or _value_ok(call, component, test.value, MOLAR_MASS.get(test.valueset))
+            )
             for component in components
         ):
             return False
     return True
 
 
-def _trend(call: _Call, items: Sequence[Item], trend: TrendTest) -> list[Item]:
+def _trend(
+    call: _Call, items: Sequence[Item], trend: TrendTest, molar_mass: float | None
+) -> list[Item]:
+    """Values are compared in the unit of the latest one that carries a unit; a value whose
+    unit cannot be converted to it is left out. Only when no value carries a unit are the
+    numbers compared as they are (scores)."""
     since = call.now - parse_duration(trend.within)
-    points = [
-        (i, _quantity(i.resource.get("valueQuantity")))
-        for i in items
-        if i.date is not None and i.date >= since
+    recent = [i for i in items if i.date is not None and i.date >= since]
+    quantities = [(i, i.resource.get("valueQuantity")) for i in recent]
+    units = [
+        (i, _unit_of(q))
+        for i, q in sorted(quantities, key=lambda p: _date_key(p[0]))
+        if _unit_of(q)
     ]
+    if units:
+        target = units[-1][1]
+        points = [(i, quantity_in(q, target, molar_mass=molar_mass)) for i, q in quantities]
+    else:
+        points = [(i, _quantity(q)) for i, q in quantities]
     numeric = [(i, v) for i, v in points if v is not None]
     if len(numeric) < 2:
         return []
@@ -533,14 +611,21 @@ def _quantity(quantity: Any) -> float | None:
     return float(value)
 
 
-def _number_ok(quantity: Any, test: ValueTest) -> bool:
-    value = _quantity(quantity)
+def _unit_of(quantity: Any) -> str:
+    """The unit a Quantity names (its code, else its text), or ''."""
+    if not isinstance(quantity, dict):
+        return ""
+    for key in ("code", "unit"):
+        unit = quantity.get(key)
+        if isinstance(unit, str) and unit.strip():
+            return unit
+    return ""
+
+
+def _number_ok(value: float | None, test: ValueTest) -> bool:
+    """``value`` (already in the test's unit) against the thresholds; None never passes."""
     if value is None:
         return False
-    if test.unit is not None:
-        assert isinstance(quantity, dict)
-        if test.unit not in (quantity.get("code"), quantity.get("unit")):
-            return False
     return not (
         (test.gt is not None and not value > test.gt)
         or (test.gte is not None and not value >= test.gte)
@@ -555,10 +640,12 @@ def _interpretations(resource: dict[str, Any]) -> set[str]:
         if not isinstance(concept, dict):
             continue
         for coding in _listed(concept.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                system = coding.get("system")
-                if system in (None, V3_INTERPRETATION):
-                    out.add(coding["code"])
+            if (
+                isinstance(coding, dict)
+                and isinstance(coding.get("code"), str)
+                and coding.get("system") in _INTERPRETATION_SYSTEMS
+            ):
+                out.add(coding["code"])
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cds.logic import Node
+from cds.logic import ALBUMIN_VALUESET, Node
 from cds.rules import Rule
 from cds.terminology import CompiledValueSet
 
@@ -80,6 +80,8 @@ def kinds_used(
             if fact is not None:
                 kind, query = fact
                 sub.setdefault(kind, set()).update({query.valueset} if query.valueset else set())
+                if query.value is not None and query.value.albumin_corrected:
+                    sub.setdefault("observation", set()).add(ALBUMIN_VALUESET)
                 for anchor in (query.after, query.before):
                     if (
                         anchor is not None

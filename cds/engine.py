@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from cds import statuses
 from cds.fhirtime import parse_duration
 from cds.knowledge import Knowledge
 from cds.logic import ALBUMIN_VALUESET, Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
@@ -24,19 +25,13 @@ from cds.units import MOLAR_MASS, quantity_in, to_unit
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
-_CONDITION_ACTIVE = frozenset({"active", "recurrence", "relapse"})
-_NOT_TRUE = frozenset({"refuted", "entered-in-error"})
-_OBS_FINAL = frozenset({"final", "amended", "corrected"})
-_MED_CURRENT = {
-    "MedicationRequest": frozenset({"active", "on-hold"}),
-    "MedicationStatement": frozenset({"active", "intended", "on-hold"}),
-    "MedicationAdministration": frozenset({"in-progress", "on-hold"}),
+# The status filters, from the one table of cds/statuses.py (docs/record-reading.md).
+_CONDITION_VERIFIED = statuses.row("Condition", "verificationStatus")
+_CONDITION_CURRENT = statuses.row("Condition", "clinicalStatus", "current")
+_STATUS_ANY = {r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "any"}
+_STATUS_CURRENT = {
+    r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "current"
 }
-_MED_NEVER = frozenset({"entered-in-error", "cancelled", "not-taken", "not-done", "draft"})
-_PROCEDURE_DONE = frozenset({"completed", "in-progress"})
-_STUDY_ACTIVE = frozenset(
-    {"on-study", "on-study-intervention", "on-study-observation", "follow-up", "pending-on-study"}
-)
 # R4's interpretation code system and the HL7 v2 table 0078 it took its codes (H, HH, L, LL,
 # A, AA, ...) from; a coding without a system is read as one of them.
 _INTERPRETATION_SYSTEMS = frozenset(
@@ -48,7 +43,6 @@ _INTERPRETATION_SYSTEMS = frozenset(
     }
 )
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-_SERVICE_REQUEST_LIVE = frozenset({"active", "completed", "on-hold"})
 
 
 @dataclass(frozen=True)
@@ -560,32 +554,26 @@ def _code_of(element: Any) -> str | None:
 
 def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
     resource = item.resource
-    raw_status = resource.get("status")
-    status = raw_status if isinstance(raw_status, str) else None
     if kind == "condition":
-        if _code_of(resource.get("verificationStatus")) in _NOT_TRUE:
+        if not statuses.counts(_code_of(resource.get("verificationStatus")), _CONDITION_VERIFIED):
             return False
         if query.status in ("active", "current"):
             clinical = _code_of(resource.get("clinicalStatus"))
             if clinical is None:
                 return not any(key.startswith("abatement") for key in resource)
-            return clinical in _CONDITION_ACTIVE
+            return statuses.counts(clinical, _CONDITION_CURRENT)
         return True
-    if kind == "observation":
-        return status in _OBS_FINAL
-    if kind == "medication":
-        if query.status in ("current", "active"):
-            return status in _MED_CURRENT.get(item.rtype, frozenset())
-        return status not in _MED_NEVER
-    if kind == "procedure":
-        return status in _PROCEDURE_DONE
-    if kind == "document":
-        return status in (None, "current") and resource.get("docStatus") != "entered-in-error"
-    if kind == "research-subject":
-        return status in _STUDY_ACTIVE
-    if kind == "service-request":
-        return status in _SERVICE_REQUEST_LIVE
-    return status != "entered-in-error"
+    raw_status = resource.get("status")
+    status = raw_status if isinstance(raw_status, str) else None
+    if kind == "draft-order":
+        return status != "entered-in-error"
+    table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
+    status_row = table.get(item.rtype) or _STATUS_ANY.get(item.rtype)
+    if status_row is None:
+        return status != "entered-in-error"
+    if kind == "document" and resource.get("docStatus") == "entered-in-error":
+        return False
+    return statuses.counts(status, status_row)
 
 
 def _concept_in(concept: Any, valueset: Any) -> bool:

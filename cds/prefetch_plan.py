@@ -42,14 +42,15 @@ class PrefetchPlan:
 _PATIENT = "{{context.patientId}}"
 _KEYS_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     "condition": (("conditions", "Condition", f"Condition?patient={_PATIENT}"),),
-    "medication": (
-        ("medicationRequests", "MedicationRequest", f"MedicationRequest?patient={_PATIENT}"),
-        ("medicationStatements", "MedicationStatement", f"MedicationStatement?patient={_PATIENT}"),
-        (
-            "medicationAdministrations",
-            "MedicationAdministration",
-            f"MedicationAdministration?patient={_PATIENT}",
-        ),
+    # Each asks for the Medication resources its entries reference (R4 search parameter
+    # "medication" of each type), so a medicationReference is read, not lost.
+    "medication": tuple(
+        (key, rtype, f"{rtype}?patient={_PATIENT}&_include={rtype}:medication")
+        for key, rtype in (
+            ("medicationRequests", "MedicationRequest"),
+            ("medicationStatements", "MedicationStatement"),
+            ("medicationAdministrations", "MedicationAdministration"),
+        )
     ),
     "procedure": (("procedures", "Procedure", f"Procedure?patient={_PATIENT}"),),
     "document": (

@@ -24,7 +24,7 @@ from cds.terminology import (
     normalize_code,
 )
 
-__all__ = ["KINDS", "Item", "PatientRecord"]
+__all__ = ["KINDS", "Item", "PatientRecord", "referenced_medication"]
 
 # Fact kinds a rule can ask about, and the resource types that carry each.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -139,13 +139,19 @@ class PatientRecord:
                     record.skipped += 1
                     continue
                 pending.append(resource)
+        drafts: list[dict[str, Any]] = []
+        for resource in draft_orders:
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                record.skipped += 1
+            elif resource["resourceType"] == "Medication":  # what a draft order references
+                if isinstance(resource.get("id"), str):
+                    medications.setdefault(resource["id"], resource)
+            else:
+                drafts.append(resource)
         for resource in pending:
             record._add(_KIND_OF_TYPE[resource["resourceType"]], resource, medications, ingredients)
-        for resource in draft_orders:
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-                record._add("draft-order", resource, medications, ingredients)
-            else:
-                record.skipped += 1
+        for resource in drafts:
+            record._add("draft-order", resource, medications, ingredients)
         return record
 
     def _add(
@@ -312,29 +318,46 @@ def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, A
     rtype = resource["resourceType"]
     if rtype in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         concept = resource.get("medicationCodeableConcept")
-        if concept is None:
-            concept = _referenced_medication_code(resource, medications)
-        return [concept]
+        if concept is not None:
+            return [concept]
+        return _medication_concepts(referenced_medication(resource, medications))
     if rtype == "DocumentReference":
         category = resource.get("category")
         return [resource.get("type"), *(category if isinstance(category, list) else [category])]
     return [resource.get("code")]
 
 
-def _referenced_medication_code(
+def referenced_medication(
     resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
-) -> Any:
+) -> dict[str, Any] | None:
+    """The Medication a ``medicationReference`` points at: contained (``#id``) or one of
+    ``medications`` (by id); None when it names none or the Medication is not at hand."""
     reference = resource.get("medicationReference")
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     ref = reference["reference"]
     if ref.startswith("#"):
-        for contained in resource.get("contained") or ():
+        for contained in _listed(resource.get("contained")):
             if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                return contained.get("code")
+                return contained
         return None
-    medication = medications.get(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:"))
-    return medication.get("code") if medication else None
+    return medications.get(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:"))
+
+
+def _medication_concepts(medication: dict[str, Any] | None) -> list[Any]:
+    """A Medication's code and its ingredients' ``itemCodeableConcept`` (a compounded or
+    multi-ingredient product is often coded only by its ingredients)."""
+    if medication is None:
+        return []
+    concepts = [medication.get("code")]
+    for ingredient in _listed(medication.get("ingredient")):
+        if isinstance(ingredient, dict):
+            concepts.append(ingredient.get("itemCodeableConcept"))
+    return concepts
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # (system, code) as sent -> (canonical system, normalised code), or None when unusable. A

@@ -87,7 +87,8 @@ def patient_key(patient_id: str, secret: str) -> str:
 
 
 def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
-    """The draft orders rules look at: all at order-sign, the selected ones at order-select."""
+    """The draft orders rules look at: all at order-sign, the selected ones at order-select;
+    and the Medications in the bundle, which the orders may reference."""
     if hook not in _ORDER_HOOKS:
         return []
     bundle = context.get("draftOrders")
@@ -102,7 +103,12 @@ def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
     selections = context.get("selections")
     if hook == "order-select" and isinstance(selections, list) and selections:
         wanted = {s for s in selections if isinstance(s, str)}
-        resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in wanted]
+        resources = [
+            r
+            for r in resources
+            if f"{r.get('resourceType')}/{r.get('id')}" in wanted
+            or r.get("resourceType") == "Medication"  # what a selected order may reference
+        ]
     return resources
 
 

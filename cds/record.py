@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cds.fhirtime import parse_fhir_datetime, resource_date
+from cds.record_guard import belongs_to
 from cds.terminology import (
     ICD10CM,
     RXNORM,
@@ -38,7 +39,6 @@ KINDS: dict[str, tuple[str, ...]] = {
     "draft-order": (),  # filled from context.draftOrders, not from the record
 }
 _KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
-_SUBJECT_FIELD = {"ResearchSubject": "individual"}
 
 
 _UNREAD: Any = object()
@@ -135,7 +135,7 @@ class PatientRecord:
                 if isinstance(resource.get("id"), str):
                     medications[resource["id"]] = resource
             elif rtype in _KIND_OF_TYPE:
-                if patient_id and not _belongs_to(resource, patient_id):
+                if patient_id and not belongs_to(resource, patient_id):
                     record.skipped += 1
                     continue
                 pending.append(resource)
@@ -298,20 +298,6 @@ def _common_keys(
     if len(index) < len(codes):
         return codes.intersection(index)
     return index.keys() & codes
-
-
-def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
-    """False only when the resource clearly names another patient."""
-    subject = resource.get(_SUBJECT_FIELD.get(resource["resourceType"], "subject"))
-    if not isinstance(subject, dict):
-        subject = resource.get("patient")
-    if not isinstance(subject, dict):
-        return True
-    reference = subject.get("reference")
-    if not isinstance(reference, str) or not reference:
-        return True
-    tail = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
-    return tail == patient_id or not reference.startswith(("Patient/", "urn:uuid:"))
 
 
 def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[Any]:

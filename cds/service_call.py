@@ -24,6 +24,7 @@ from cds.hooks import CdsResponse, HookRequest, dump_model
 from cds.knowledge import Knowledge, Service
 from cds.prefetch import resolve_prefetch
 from cds.record import PatientRecord
+from cds.record_guard import check_record
 from cds.settings import Settings
 from cds.store import ShownCard, Store
 
@@ -189,11 +190,14 @@ async def run_service(
             f"no rule can run: prefetch {names} unavailable ({first_reason})",
             expression=[f"prefetch.{name}" for name in sorted(data.unavailable)],
         )
+    drafts = draft_orders_of(request.hook, request.context)
+    check_record(data.resources, patient_id, where="the prefetch or the FHIR server's answer")
+    check_record(drafts, patient_id, where="context.draftOrders")
     record = PatientRecord.build(
         data.resources,
         now=now,
         patient_id=patient_id,
-        draft_orders=draft_orders_of(request.hook, request.context),
+        draft_orders=drafts,
         ingredients=knowledge.ingredients,
         index=knowledge.code_index,
         kinds_read_whole=knowledge.kinds_read_whole,

@@ -7,20 +7,26 @@ that made each inclusion hold and the facts whose absence it relied on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from cds import statuses
-from cds.fhirtime import parse_duration
+from cds.fhirtime import parse_duration, resource_date
 from cds.knowledge import Knowledge
 from cds.logic import ALBUMIN_VALUESET, Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
 from cds.logic_text import describe_node
-from cds.record import Item, PatientRecord
+from cds.record import ABSENCE_KINDS, Item, PatientRecord, Unclassified
 from cds.rule_gates import Gate
 from cds.rules import Rule
-from cds.terminology import V3_INTERPRETATION, canonical_system, normalize_code
+from cds.terminology import (
+    V3_INTERPRETATION,
+    CompiledValueSet,
+    canonical_system,
+    normalize_code,
+)
 from cds.units import MOLAR_MASS, quantity_in, to_unit
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
@@ -282,6 +288,36 @@ class _Call:
             return self.valuesets[query.valueset].title.lower()
         return kind.replace("-", " ")
 
+    def unread_for(self, node: Node) -> _Unread | None:
+        """The record's unclassified entries that a fact under ``node`` could have been: of
+        its kind, with a status it counts and, for a fact with a window, dated within it (or
+        undated). None when there are none. Their words are used here only to hold a claim of
+        absence back, never to make a fact hold."""
+        entries: dict[int, Unclassified] = {}
+        named = False
+        for kind, query in _absence_facts(node, self.definitions, frozenset()):
+            for entry in self.record.unclassified.get(kind, ()):
+                if not self._could_be(entry, query):
+                    continue
+                entries.setdefault(id(entry), entry)
+                if not named and entry.text and query.valueset is not None:
+                    pattern = _name_pattern(self.valuesets[query.valueset])
+                    named = pattern is not None and pattern.search(entry.text) is not None
+        return _Unread(tuple(entries.values()), named) if entries else None
+
+    def _could_be(self, entry: Unclassified, query: FactQuery) -> bool:
+        table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
+        status_row = table.get(entry.rtype) or _STATUS_ANY.get(entry.rtype)
+        raw = entry.resource.get("status")
+        if status_row is not None and not statuses.counts(
+            raw if isinstance(raw, str) else None, status_row
+        ):
+            return False
+        if query.within is not None:
+            when = resource_date(entry.resource)
+            return when is None or when >= self.now - parse_duration(query.within)
+        return True
+
     def absent(self, node: Node) -> str:
         """The explanation line for a ``not`` that held."""
         if node.ref is not None or node.fact() is not None:
@@ -328,9 +364,68 @@ def _compile_not(child: Node) -> _Step:
     def not_(call: _Call) -> _Result:
         if inner(call).holds:
             return _FALSE
-        return _Result(True, (), (call.absent(child),))
+        if not call.record.unclassified:  # the usual call: every entry has a code
+            return _Result(True, (), (call.absent(child),))
+        unread = call.unread_for(child)
+        if unread is None:
+            return _Result(True, (), (call.absent(child),))
+        if unread.named:  # an entry's words name what is claimed absent: no claim
+            return _FALSE
+        return _Result(True, (), (f"{call.absent(child)} ({unread.note()})",))
 
     return not_
+
+
+def _absence_facts(
+    node: Node, definitions: dict[str, Node], seen: frozenset[str]
+) -> list[tuple[str, FactQuery]]:
+    """The facts of kinds absence is claimed about, under ``node`` (through definitions)."""
+    if node.ref is not None:
+        if node.ref in seen or node.ref not in definitions:
+            return []
+        return _absence_facts(definitions[node.ref], definitions, seen | {node.ref})
+    fact = node.fact()
+    if fact is not None:
+        return [fact] if fact[0] in ABSENCE_KINDS else []
+    return [f for child in node.children() for f in _absence_facts(child, definitions, seen)]
+
+
+class _Unread(NamedTuple):
+    """Entries an absence claim cannot see into (docs/record-reading.md, honest absence)."""
+
+    entries: tuple[Unclassified, ...]
+    named: bool  # some entry's text names a member of a value set the claim is about
+
+    def note(self) -> str:
+        shown = "; ".join(entry.label() for entry in self.entries[:3])
+        more = f"; and {len(self.entries) - 3} more" if len(self.entries) > 3 else ""
+        count = len(self.entries)
+        return (
+            f"{count} entr{'y' if count == 1 else 'ies'} could not be read by code: {shown}{more}"
+        )
+
+
+_NAME_PATTERNS: dict[tuple[int, str], tuple[CompiledValueSet, re.Pattern[str] | None]] = {}
+# Names shorter than this are not looked for in free text (too many accidental matches).
+_MIN_NAME = 4
+
+
+def _name_pattern(valueset: CompiledValueSet) -> re.Pattern[str] | None:
+    """One case-insensitive, whole-word pattern of the value set's code displays."""
+    key = (id(valueset), valueset.id)
+    entry = _NAME_PATTERNS.get(key)
+    if entry is None or entry[0] is not valueset:
+        names = sorted(
+            {d.strip().lower() for d in valueset.displays.values() if len(d.strip()) >= _MIN_NAME}
+        )
+        pattern = (
+            re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b") if names else None
+        )
+        if len(_NAME_PATTERNS) > 4096:
+            _NAME_PATTERNS.clear()
+        entry = (valueset, pattern)
+        _NAME_PATTERNS[key] = entry
+    return entry[1]
 
 
 def _compile_patient(query: PatientQuery) -> _Step:

@@ -18,14 +18,23 @@ from cds.fhirtime import parse_fhir_datetime, resource_date
 from cds.record_guard import belongs_to
 from cds.terminology import (
     ICD10CM,
+    LOINC,
     RXNORM,
+    SNOMED,
     CodeIndex,
     CompiledValueSet,
     canonical_system,
     normalize_code,
 )
 
-__all__ = ["KINDS", "Item", "PatientRecord", "referenced_medication"]
+__all__ = [
+    "ABSENCE_KINDS",
+    "KINDS",
+    "Item",
+    "PatientRecord",
+    "Unclassified",
+    "referenced_medication",
+]
 
 # Fact kinds a rule can ask about, and the resource types that carry each.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -76,6 +85,26 @@ class Item:
         return f"{self.rtype}/{self.id}" if self.id else self.rtype
 
 
+@dataclass(frozen=True, slots=True)
+class Unclassified:
+    """A resource of a kind an absence claim is about, with no code the service can read: its
+    words (text and displays) are kept, only to hold back such a claim (docs/record-reading.md)."""
+
+    resource: dict[str, Any]
+    rtype: str
+    id: str
+    text: str  # what it says about itself, lower-cased, or "" when it says nothing
+
+    def label(self) -> str:
+        shown = self.text[:60] or "no text"
+        return f"{self.rtype}/{self.id or '(no id)'} '{shown}'"
+
+
+# Kinds whose absence rules claim ("no bone-modifying agent on record"), and the resources of
+# which are kept when they carry no code the service can classify.
+ABSENCE_KINDS = frozenset({"medication", "procedure", "document", "service-request"})
+
+
 @dataclass
 class PatientRecord:
     """The indexed record. Build with :meth:`build`; query with :meth:`find`."""
@@ -98,6 +127,8 @@ class PatientRecord:
     _index: CodeIndex | None = None
     _whole_kinds: Collection[str] = ()
     unread: int = 0  # resources left out that way
+    # kind -> resources of ABSENCE_KINDS with no classifiable code (see Unclassified)
+    unclassified: dict[str, list[Unclassified]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -166,6 +197,8 @@ class PatientRecord:
         except (AttributeError, TypeError):
             self.skipped += 1
             return
+        if kind in ABSENCE_KINDS and not _classifiable(kind, codings, self._index):
+            self._keep_unclassified(kind, resource, medications)
         index = self._index
         if index is not None and kind not in self._whole_kinds:
             known = index.known
@@ -211,6 +244,20 @@ class PatientRecord:
                 by_prefix = self._by_prefix[kind]
                 for n in range(3, len(code)):
                     by_prefix.setdefault((system, code[:n]), []).append(item)
+
+    def _keep_unclassified(
+        self, kind: str, resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+    ) -> None:
+        rid = resource.get("id")
+        words = " ".join(_words_of(resource, medications)).lower()
+        self.unclassified.setdefault(kind, []).append(
+            Unclassified(
+                resource=resource,
+                rtype=str(resource["resourceType"]),
+                id=rid if isinstance(rid, str) else "",
+                text=" ".join(words.split())[:500],
+            )
+        )
 
     def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
         """Every item of ``kind`` with a code in ``valueset``, in record order, once each.
@@ -344,6 +391,53 @@ def _medication_concepts(medication: dict[str, Any] | None) -> list[Any]:
 
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+# Systems whose codes the service classifies when no index says which (a record built without
+# the knowledge's code index, as some tests and tools do).
+_DEFAULT_SYSTEMS = frozenset({SNOMED, LOINC, ICD10CM, RXNORM})
+_SYSTEMS_OF_INDEX: dict[int, tuple[CodeIndex, frozenset[str]]] = {}
+
+
+def _known_systems(index: CodeIndex | None) -> frozenset[str]:
+    """The code systems some value set uses: a code in another system cannot be classified."""
+    if index is None:
+        return _DEFAULT_SYSTEMS
+    entry = _SYSTEMS_OF_INDEX.get(id(index))
+    if entry is None or entry[0] is not index:
+        if len(_SYSTEMS_OF_INDEX) > 64:
+            _SYSTEMS_OF_INDEX.clear()
+        entry = (index, frozenset(system for system, _ in index.known))
+        _SYSTEMS_OF_INDEX[id(index)] = entry
+    return entry[1]
+
+
+def _classifiable(kind: str, codings: list[tuple[str, str, str]], index: CodeIndex | None) -> bool:
+    """Whether the service can tell what this resource is from its codes. A medicine needs an
+    RxNorm code (products map to ingredients); anything else a code in a system some value set
+    uses. Text, local codes and NDCs alone cannot be classified."""
+    if kind == "medication":
+        return any(system == RXNORM for system, _, _ in codings)
+    systems = _known_systems(index)
+    return any(system in systems for system, _, _ in codings)
+
+
+def _words_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Every text and display a resource (and a Medication it references) gives itself."""
+    words: list[str] = []
+    concepts = _concepts_of(resource, medications)
+    reference = resource.get("medicationReference")
+    if isinstance(reference, dict) and isinstance(reference.get("display"), str):
+        words.append(reference["display"])
+    for concept in concepts:
+        if not isinstance(concept, dict):
+            continue
+        if isinstance(concept.get("text"), str):
+            words.append(concept["text"])
+        for coding in _listed(concept.get("coding")):
+            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                words.append(coding["display"])
+    return words
 
 
 # (system, code) as sent -> (canonical system, normalised code), or None when unusable. A

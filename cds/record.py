@@ -197,8 +197,6 @@ class PatientRecord:
         except (AttributeError, TypeError):
             self.skipped += 1
             return
-        if kind in ABSENCE_KINDS and not _classifiable(kind, codings, self._index):
-            self._keep_unclassified(kind, resource, medications)
         index = self._index
         if index is not None and kind not in self._whole_kinds:
             known = index.known
@@ -212,8 +210,13 @@ class PatientRecord:
                 ):
                     break
             else:  # no code of it is in any value set: no rule can find it
+                if kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+                    self._keep_unclassified(kind, resource, medications)
                 self.unread += 1
                 return
+            # (a code in a value set is a classifiable code: nothing to keep)
+        elif kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+            self._keep_unclassified(kind, resource, medications)
         rid = resource.get("id")
         item = Item(
             resource=resource,

@@ -196,7 +196,7 @@ async def run_service(
     record = PatientRecord.build(
         data.resources,
         now=now,
-        patient_id=patient_id,
+        patient_id=None,  # check_record refused data of any other patient
         draft_orders=drafts,
         ingredients=knowledge.ingredients,
         index=knowledge.code_index,

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds import __version__
+from cds import __version__, units
 from cds.api import analytics_routes, api_docs, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
@@ -60,6 +60,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        units.warm()  # the UCUM registry, built once per process, not in the first call
         suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
         if runtime.store is None and use_database:
             runtime.store = open_store(settings, suppressing)

@@ -7,38 +7,48 @@ that made each inclusion hold and the facts whose absence it relied on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from cds.fhirtime import parse_duration
+from cds import statuses
+from cds.fhirtime import parse_duration, resource_date
 from cds.knowledge import Knowledge
-from cds.logic import Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
+from cds.logic import ALBUMIN_VALUESET, Anchor, FactQuery, Node, PatientQuery, TrendTest, ValueTest
 from cds.logic_text import describe_node
-from cds.record import Item, PatientRecord
+from cds.record import ABSENCE_KINDS, Item, PatientRecord, Unclassified
 from cds.rule_gates import Gate
 from cds.rules import Rule
-from cds.terminology import V3_INTERPRETATION, CompiledValueSet, canonical_system, normalize_code
+from cds.terminology import (
+    V3_INTERPRETATION,
+    CompiledValueSet,
+    canonical_system,
+    normalize_code,
+)
+from cds.units import MOLAR_MASS, quantity_in, to_unit
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
-_CONDITION_ACTIVE = frozenset({"active", "recurrence", "relapse"})
-_NOT_TRUE = frozenset({"refuted", "entered-in-error"})
-_OBS_FINAL = frozenset({"final", "amended", "corrected"})
-_MED_CURRENT = {
-    "MedicationRequest": frozenset({"active", "on-hold"}),
-    "MedicationStatement": frozenset({"active", "intended", "on-hold"}),
-    "MedicationAdministration": frozenset({"in-progress", "on-hold"}),
+# The status filters, from the one table of cds/statuses.py (docs/record-reading.md).
+_CONDITION_VERIFIED = statuses.row("Condition", "verificationStatus")
+_CONDITION_CURRENT = statuses.row("Condition", "clinicalStatus", "current")
+_STATUS_ANY = {r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "any"}
+_STATUS_CURRENT = {
+    r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "current"
 }
-_MED_NEVER = frozenset({"entered-in-error", "cancelled", "not-taken", "not-done", "draft"})
-_PROCEDURE_DONE = frozenset({"completed", "in-progress"})
-_STUDY_ACTIVE = frozenset(
-    {"on-study", "on-study-intervention", "on-study-observation", "follow-up", "pending-on-study"}
+# R4's interpretation code system and the HL7 v2 table 0078 it took its codes (H, HH, L, LL,
+# A, AA, ...) from; a coding without a system is read as one of them.
+_INTERPRETATION_SYSTEMS = frozenset(
+    {
+        None,
+        V3_INTERPRETATION,
+        "http://terminology.hl7.org/CodeSystem/v2-0078",
+        "http://hl7.org/fhir/v2/0078",
+    }
 )
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-_SERVICE_REQUEST_LIVE = frozenset({"active", "completed", "on-hold"})
-_IMAGING_DONE = frozenset({"final", "amended", "corrected", "appended", "available"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class _Result(NamedTuple):
     absent: tuple[str, ...] = ()
 
 
+_ANY_QUERY = FactQuery()
 _FALSE = _Result(False)
 _TRUE = _Result(True)
 
@@ -293,6 +304,36 @@ class _Call:
             return self.valuesets[query.valueset].title.lower()
         return kind.replace("-", " ")
 
+    def unread_for(self, node: Node) -> _Unread | None:
+        """The record's unclassified entries that a fact under ``node`` could have been: of
+        its kind, with a status it counts and, for a fact with a window, dated within it (or
+        undated). None when there are none. Their words are used here only to hold a claim of
+        absence back, never to make a fact hold."""
+        entries: dict[int, Unclassified] = {}
+        named = False
+        for kind, query in _absence_facts(node, self.definitions, frozenset()):
+            for entry in self.record.unclassified.get(kind, ()):
+                if not self._could_be(entry, query):
+                    continue
+                entries.setdefault(id(entry), entry)
+                if not named and entry.text and query.valueset is not None:
+                    pattern = _name_pattern(self.valuesets[query.valueset])
+                    named = pattern is not None and pattern.search(entry.text) is not None
+        return _Unread(tuple(entries.values()), named) if entries else None
+
+    def _could_be(self, entry: Unclassified, query: FactQuery) -> bool:
+        table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
+        status_row = table.get(entry.rtype) or _STATUS_ANY.get(entry.rtype)
+        raw = entry.resource.get("status")
+        if status_row is not None and not statuses.counts(
+            raw if isinstance(raw, str) else None, status_row
+        ):
+            return False
+        if query.within is not None:
+            when = resource_date(entry.resource)
+            return when is None or when >= self.now - parse_duration(query.within)
+        return True
+
     def absent(self, node: Node) -> str:
         """The explanation line for a ``not`` that held."""
         if node.ref is not None or node.fact() is not None:
@@ -339,9 +380,68 @@ def _compile_not(child: Node) -> _Step:
     def not_(call: _Call) -> _Result:
         if inner(call).holds:
             return _FALSE
-        return _Result(True, (), (call.absent(child),))
+        if not call.record.unclassified:  # the usual call: every entry has a code
+            return _Result(True, (), (call.absent(child),))
+        unread = call.unread_for(child)
+        if unread is None:
+            return _Result(True, (), (call.absent(child),))
+        if unread.named:  # an entry's words name what is claimed absent: no claim
+            return _FALSE
+        return _Result(True, (), (f"{call.absent(child)} ({unread.note()})",))
 
     return not_
+
+
+def _absence_facts(
+    node: Node, definitions: dict[str, Node], seen: frozenset[str]
+) -> list[tuple[str, FactQuery]]:
+    """The facts of kinds absence is claimed about, under ``node`` (through definitions)."""
+    if node.ref is not None:
+        if node.ref in seen or node.ref not in definitions:
+            return []
+        return _absence_facts(definitions[node.ref], definitions, seen | {node.ref})
+    fact = node.fact()
+    if fact is not None:
+        return [fact] if fact[0] in ABSENCE_KINDS else []
+    return [f for child in node.children() for f in _absence_facts(child, definitions, seen)]
+
+
+class _Unread(NamedTuple):
+    """Entries an absence claim cannot see into (docs/record-reading.md, honest absence)."""
+
+    entries: tuple[Unclassified, ...]
+    named: bool  # some entry's text names a member of a value set the claim is about
+
+    def note(self) -> str:
+        shown = "; ".join(entry.label() for entry in self.entries[:3])
+        more = f"; and {len(self.entries) - 3} more" if len(self.entries) > 3 else ""
+        count = len(self.entries)
+        return (
+            f"{count} entr{'y' if count == 1 else 'ies'} could not be read by code: {shown}{more}"
+        )
+
+
+_NAME_PATTERNS: dict[tuple[int, str], tuple[CompiledValueSet, re.Pattern[str] | None]] = {}
+# Names shorter than this are not looked for in free text (too many accidental matches).
+_MIN_NAME = 4
+
+
+def _name_pattern(valueset: CompiledValueSet) -> re.Pattern[str] | None:
+    """One case-insensitive, whole-word pattern of the value set's code displays."""
+    key = (id(valueset), valueset.id)
+    entry = _NAME_PATTERNS.get(key)
+    if entry is None or entry[0] is not valueset:
+        names = sorted(
+            {d.strip().lower() for d in valueset.displays.values() if len(d.strip()) >= _MIN_NAME}
+        )
+        pattern = (
+            re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b") if names else None
+        )
+        if len(_NAME_PATTERNS) > 4096:
+            _NAME_PATTERNS.clear()
+        entry = (valueset, pattern)
+        _NAME_PATTERNS[key] = entry
+    return entry[1]
 
 
 def _compile_patient(query: PatientQuery) -> _Step:
@@ -415,9 +515,14 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
     if query.latest:
         filters.append(lambda call, items: [max(items, key=_date_key)])
+    molar_mass = MOLAR_MASS.get(query.valueset or "")
     if query.value is not None:
         value = query.value
-        filters.append(lambda call, items: [i for i in items if _value_ok(call, i.resource, value)])
+        filters.append(
+            lambda call, items: [
+                i for i in items if _value_ok(call, i.resource, value, molar_mass, i)
+            ]
+        )
     if query.interpretation is not None:
         wanted = frozenset(query.interpretation)
         filters.append(
@@ -425,7 +530,7 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
         )
     if query.trend is not None:
         trend = query.trend
-        filters.append(lambda call, items: _trend(call, items, trend))
+        filters.append(lambda call, items: _trend(call, items, trend, molar_mass))
     return filters
 
 
@@ -452,11 +557,57 @@ def _before(items: list[Item], anchor: datetime | None) -> list[Item]:
     return [i for i in items if i.date is not None and i.date < anchor]
 
 
-def _value_ok(call: _Call, resource: dict[str, Any], test: ValueTest) -> bool:
+def _value_ok(
+    call: _Call,
+    resource: dict[str, Any],
+    test: ValueTest,
+    molar_mass: float | None = None,
+    item: Item | None = None,
+) -> bool:
     if test.valueset is not None:
         concept = resource.get("valueCodeableConcept")
         return _concept_in(concept, call.valuesets[test.valueset])
-    return _number_ok(resource.get("valueQuantity"), test)
+    quantity = resource.get("valueQuantity")
+    if test.unit is None:
+        return _number_ok(_quantity(quantity), test)
+    value = quantity_in(quantity, test.unit, molar_mass=molar_mass)
+    if value is not None and test.albumin_corrected and item is not None:
+        value = _albumin_corrected(call, item, value, test.unit, molar_mass)
+    return _number_ok(value, test)
+
+
+# Serum albumin is read for a calcium correction when it was measured within this long of the
+# calcium (before or after): the two are drawn together in practice.
+_ALBUMIN_WINDOW = timedelta(days=2)
+_NORMAL_ALBUMIN_G_DL = 4.0
+
+
+def _albumin_corrected(
+    call: _Call, item: Item, value: float, unit: str, molar_mass: float | None
+) -> float:
+    """Total calcium corrected for serum albumin: Ca + 0.8 x (4 - albumin), in mg/dL and g/dL
+    (clinical-codes.md §3). Without a final albumin near the calcium's date, or with one whose
+    unit cannot be read, the measured value stands."""
+    albumin_set = call.valuesets.get(ALBUMIN_VALUESET)
+    when = item.date
+    if albumin_set is None or when is None:
+        return value
+    near = [
+        albumin
+        for albumin in call.record.find("observation", albumin_set)
+        if albumin.date is not None
+        and abs(albumin.date - when) <= _ALBUMIN_WINDOW
+        and _status_ok("observation", _ANY_QUERY, albumin)
+    ]
+    if not near:
+        return value
+    albumin = quantity_in(max(near, key=_date_key).resource.get("valueQuantity"), "g/dL")
+    in_mg_dl = to_unit(value, unit, "mg/dL", molar_mass=molar_mass)
+    if albumin is None or in_mg_dl is None:
+        return value
+    corrected = in_mg_dl + 0.8 * (_NORMAL_ALBUMIN_G_DL - albumin)
+    back = to_unit(corrected, "mg/dL", unit, molar_mass=molar_mass)
+    return value if back is None else back
 
 
 def _body_site_ok(call: _Call, item: Item, valueset_id: str) -> bool:
@@ -476,20 +627,35 @@ def _components_ok(call: _Call, item: Item, query: FactQuery) -> bool:
         valueset = call.valuesets[test.valueset]
         if not any(
             _concept_in(component.get("code"), valueset)
-            and (test.value is None or _value_ok(call, component, test.value))
+            and (
+                test.value is None
+                or _value_ok(call, component, test.value, MOLAR_MASS.get(test.valueset))
+            )
             for component in components
         ):
             return False
     return True
 
 
-def _trend(call: _Call, items: Sequence[Item], trend: TrendTest) -> list[Item]:
+def _trend(
+    call: _Call, items: Sequence[Item], trend: TrendTest, molar_mass: float | None
+) -> list[Item]:
+    """Values are compared in the unit of the latest one that carries a unit; a value whose
+    unit cannot be converted to it is left out. Only when no value carries a unit are the
+    numbers compared as they are (scores)."""
     since = call.now - parse_duration(trend.within)
-    points = [
-        (i, _quantity(i.resource.get("valueQuantity")))
-        for i in items
-        if i.date is not None and i.date >= since
+    recent = [i for i in items if i.date is not None and i.date >= since]
+    quantities = [(i, i.resource.get("valueQuantity")) for i in recent]
+    units = [
+        (i, _unit_of(q))
+        for i, q in sorted(quantities, key=lambda p: _date_key(p[0]))
+        if _unit_of(q)
     ]
+    if units:
+        target = units[-1][1]
+        points = [(i, quantity_in(q, target, molar_mass=molar_mass)) for i, q in quantities]
+    else:
+        points = [(i, _quantity(q)) for i, q in quantities]
     numeric = [(i, v) for i, v in points if v is not None]
     if len(numeric) < 2:
         return []
@@ -520,34 +686,26 @@ def _code_of(element: Any) -> str | None:
 
 def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
     resource = item.resource
-    raw_status = resource.get("status")
-    status = raw_status if isinstance(raw_status, str) else None
     if kind == "condition":
-        if _code_of(resource.get("verificationStatus")) in _NOT_TRUE:
+        if not statuses.counts(_code_of(resource.get("verificationStatus")), _CONDITION_VERIFIED):
             return False
         if query.status in ("active", "current"):
             clinical = _code_of(resource.get("clinicalStatus"))
             if clinical is None:
                 return not any(key.startswith("abatement") for key in resource)
-            return clinical in _CONDITION_ACTIVE
+            return statuses.counts(clinical, _CONDITION_CURRENT)
         return True
-    if kind == "observation":
-        return status in _OBS_FINAL
-    if kind == "medication":
-        if query.status in ("current", "active"):
-            return status in _MED_CURRENT.get(item.rtype, frozenset())
-        return status not in _MED_NEVER
-    if kind == "procedure":
-        return status in _PROCEDURE_DONE
-    if kind == "document":
-        return status in (None, "current") and resource.get("docStatus") != "entered-in-error"
-    if kind == "research-subject":
-        return status in _STUDY_ACTIVE
-    if kind == "service-request":
-        return status in _SERVICE_REQUEST_LIVE
-    if kind == "imaging":  # a final DiagnosticReport or an available ImagingStudy
-        return status in _IMAGING_DONE
-    return status != "entered-in-error"
+    raw_status = resource.get("status")
+    status = raw_status if isinstance(raw_status, str) else None
+    if kind == "draft-order":
+        return status != "entered-in-error"
+    table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
+    status_row = table.get(item.rtype) or _STATUS_ANY.get(item.rtype)
+    if status_row is None:
+        return status != "entered-in-error"
+    if kind == "document" and resource.get("docStatus") == "entered-in-error":
+        return False
+    return statuses.counts(status, status_row)
 
 
 def _concept_in(concept: Any, valueset: Any) -> bool:
@@ -573,14 +731,21 @@ def _quantity(quantity: Any) -> float | None:
     return float(value)
 
 
-def _number_ok(quantity: Any, test: ValueTest) -> bool:
-    value = _quantity(quantity)
+def _unit_of(quantity: Any) -> str:
+    """The unit a Quantity names (its code, else its text), or ''."""
+    if not isinstance(quantity, dict):
+        return ""
+    for key in ("code", "unit"):
+        unit = quantity.get(key)
+        if isinstance(unit, str) and unit.strip():
+            return unit
+    return ""
+
+
+def _number_ok(value: float | None, test: ValueTest) -> bool:
+    """``value`` (already in the test's unit) against the thresholds; None never passes."""
     if value is None:
         return False
-    if test.unit is not None:
-        assert isinstance(quantity, dict)
-        if test.unit not in (quantity.get("code"), quantity.get("unit")):
-            return False
     return not (
         (test.gt is not None and not value > test.gt)
         or (test.gte is not None and not value >= test.gte)
@@ -595,10 +760,12 @@ def _interpretations(resource: dict[str, Any]) -> set[str]:
         if not isinstance(concept, dict):
             continue
         for coding in _listed(concept.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                system = coding.get("system")
-                if system in (None, V3_INTERPRETATION):
-                    out.add(coding["code"])
+            if (
+                isinstance(coding, dict)
+                and isinstance(coding.get("code"), str)
+                and coding.get("system") in _INTERPRETATION_SYSTEMS
+            ):
+                out.add(coding["code"])
     return out
 
 

@@ -43,6 +43,10 @@ FACT_KINDS = (
 )
 
 
+# The value set an albumin-corrected calcium test reads its albumin from.
+ALBUMIN_VALUESET = "albumin"
+
+
 class _Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -81,7 +85,13 @@ class ValueTest(_Schema):
     gte: float | None = None
     lt: float | None = None
     lte: float | None = None
-    unit: str | None = Field(None, description="UCUM code the value must carry")
+    unit: str | None = Field(
+        None, description="UCUM unit of the threshold; other units are converted (cds.units)"
+    )
+    albumin_corrected: bool = Field(
+        False,
+        description="Total calcium corrected for a same-time serum albumin before comparing",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> ValueTest:
@@ -90,6 +100,8 @@ class ValueTest(_Schema):
             raise ValueError("a value test needs a valueset or a threshold (gt/gte/lt/lte)")
         if self.valueset is not None and numeric:
             raise ValueError("a value test is either coded (valueset) or numeric, not both")
+        if self.albumin_corrected and self.unit is None:
+            raise ValueError("an albumin-corrected value test needs a unit")
         return self
 
 
@@ -153,6 +165,8 @@ class FactQuery(_Schema):
     def valuesets(self) -> list[str]:
         """Every value set the query reads: its own, its value's and its components'."""
         found = [self.valueset, self.value.valueset if self.value else None, self.body_site]
+        if self.value is not None and self.value.albumin_corrected:
+            found.append(ALBUMIN_VALUESET)
         for test in self.component_tests():
             found += [test.valueset, test.value.valueset if test.value else None]
         return [vs for vs in found if vs is not None]

@@ -48,7 +48,8 @@ def _value(test: ValueTest) -> str:
         if getattr(test, name) is not None
     ]
     unit = f" {test.unit}" if test.unit else ""
-    return f"value {' and '.join(bounds)}{unit}"
+    corrected = " (corrected for a same-time albumin)" if test.albumin_corrected else ""
+    return f"value {' and '.join(bounds)}{unit}{corrected}"
 
 
 def _anchor(anchor: Anchor, definitions: Mapping[str, Definition], relation: str) -> str:

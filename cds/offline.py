@@ -115,7 +115,10 @@ def request_from_resources(
         if key.resource_type == "Patient":
             prefetch[key.name] = patient
         else:
-            prefetch[key.name] = _searchset(by_type.get(key.resource_type, []))
+            found = by_type.get(key.resource_type, [])
+            if f"_include={key.resource_type}:medication" in key.template:
+                found = found + by_type.get("Medication", [])  # as the server includes them
+            prefetch[key.name] = _searchset(found)
     for name in null_keys:
         prefetch[name] = None
     for name in omit_keys:

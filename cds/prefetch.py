@@ -28,7 +28,13 @@ from cds.fhir_client import FhirClient
 from cds.hooks import HookRequest
 from cds.prefetch_plan import PrefetchPlan
 
-__all__ = ["ResolvedData", "render_template", "resolve_prefetch", "split_prefetch_value"]
+__all__ = [
+    "ResolvedData",
+    "missing_medications",
+    "render_template",
+    "resolve_prefetch",
+    "split_prefetch_value",
+]
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _USER_TOKENS = {
@@ -136,8 +142,95 @@ async def resolve_prefetch(
 
     A paged prefetch Bundle is completed from its ``next`` link when that points at the
     request's own FHIR server (the token goes nowhere else); otherwise the key is unavailable.
-    Queries that finish within the budget are kept when others time out.
+    Queries that finish within the budget are kept when others time out. Then, with a FHIR
+    server, Medications that medication entries reference and that did not come back (an EHR
+    that ignores ``_include``) are read, in what is left of the budget.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_seconds
+    data = await _resolve_keys(
+        request, plan, client, budget_seconds=budget_seconds, no_client_reason=no_client_reason
+    )
+    if client is not None:
+        await _read_referenced_medications(data, client, deadline - loop.time())
+    return data
+
+
+# At most this many referenced Medications are read per call: a record that references more
+# distinct products than this leaves the rest unread (and so unclassified, never absent).
+_MAX_MEDICATION_READS = 50
+# How ``ResolvedData.fetched`` names those reads (it otherwise lists prefetch keys).
+REFERENCED_MEDICATIONS = "referenced-medications"
+_MEDICATION_TYPES = frozenset(
+    {"MedicationRequest", "MedicationStatement", "MedicationAdministration"}
+)
+
+
+def missing_medications(resources: list[Any]) -> list[str]:
+    """Ids of ``Medication/{id}`` that medication entries reference and ``resources`` lacks."""
+    have = {
+        r.get("id")
+        for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "Medication"
+    }
+    wanted: dict[str, None] = {}
+    for resource in resources:
+        if not isinstance(resource, dict) or resource.get("resourceType") not in _MEDICATION_TYPES:
+            continue
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("Medication/"):
+            continue  # contained (#id), absolute or urn references are not read
+        mid = ref.removeprefix("Medication/")
+        if mid and "/" not in mid and mid not in have:
+            wanted[mid] = None
+    return list(wanted)[:_MAX_MEDICATION_READS]
+
+
+async def _read_referenced_medications(
+    data: ResolvedData, client: FhirClient, budget_seconds: float
+) -> None:
+    """Read missing referenced Medications; one that cannot be read leaves its entries
+    unclassified (see ``docs/record-reading.md``), never a failed call."""
+    ids = missing_medications(data.resources)
+    if not ids:
+        return
+    if budget_seconds <= 0:
+        data.fetch_errors.append("timeout")
+        return
+    tasks = [asyncio.create_task(client.fetch(f"Medication/{_quoted(mid)}")) for mid in ids]
+    try:
+        _, late = await asyncio.wait(tasks, timeout=budget_seconds)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    read = 0
+    for task in tasks:
+        if task in late or task.cancelled():
+            data.fetch_errors.append("timeout")
+            continue
+        error = task.exception()
+        if isinstance(error, FhirServerError):
+            data.fetch_errors.append(error.kind)
+        elif error is not None:
+            raise error
+        else:
+            read += 1
+            data.resources.extend(r for r in task.result() if r.get("resourceType") == "Medication")
+    if read:
+        data.fetched.append(REFERENCED_MEDICATIONS)
+
+
+async def _resolve_keys(
+    request: HookRequest,
+    plan: PrefetchPlan,
+    client: FhirClient | None,
+    *,
+    budget_seconds: float,
+    no_client_reason: str,
+) -> ResolvedData:
     data = ResolvedData()
     prefetch = request.prefetch or {}
     jobs: dict[str, str] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cds.logic import Node
+from cds.logic import ALBUMIN_VALUESET, Node
 from cds.rules import Rule
 from cds.terminology import CompiledValueSet
 
@@ -39,14 +39,15 @@ class PrefetchPlan:
 _PATIENT = "{{context.patientId}}"
 _KEYS_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     "condition": (("conditions", "Condition", f"Condition?patient={_PATIENT}"),),
-    "medication": (
-        ("medicationRequests", "MedicationRequest", f"MedicationRequest?patient={_PATIENT}"),
-        ("medicationStatements", "MedicationStatement", f"MedicationStatement?patient={_PATIENT}"),
-        (
-            "medicationAdministrations",
-            "MedicationAdministration",
-            f"MedicationAdministration?patient={_PATIENT}",
-        ),
+    # Each asks for the Medication resources its entries reference (R4 search parameter
+    # "medication" of each type), so a medicationReference is read, not lost.
+    "medication": tuple(
+        (key, rtype, f"{rtype}?patient={_PATIENT}&_include={rtype}:medication")
+        for key, rtype in (
+            ("medicationRequests", "MedicationRequest"),
+            ("medicationStatements", "MedicationStatement"),
+            ("medicationAdministrations", "MedicationAdministration"),
+        )
     ),
     "procedure": (("procedures", "Procedure", f"Procedure?patient={_PATIENT}"),),
     "document": (
@@ -81,6 +82,8 @@ def kinds_used(
             if fact is not None:
                 kind, query = fact
                 sub.setdefault(kind, set()).update({query.valueset} if query.valueset else set())
+                if query.value is not None and query.value.albumin_corrected:
+                    sub.setdefault("observation", set()).add(ALBUMIN_VALUESET)
                 for anchor in (query.after, query.before):
                     if (
                         anchor is not None

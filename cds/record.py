@@ -15,16 +15,26 @@ from datetime import datetime
 from typing import Any
 
 from cds.fhirtime import parse_fhir_datetime, resource_date
+from cds.record_guard import belongs_to
 from cds.terminology import (
     ICD10CM,
+    LOINC,
     RXNORM,
+    SNOMED,
     CodeIndex,
     CompiledValueSet,
     canonical_system,
     normalize_code,
 )
 
-__all__ = ["KINDS", "Item", "PatientRecord"]
+__all__ = [
+    "ABSENCE_KINDS",
+    "KINDS",
+    "Item",
+    "PatientRecord",
+    "Unclassified",
+    "referenced_medication",
+]
 
 # Fact kinds a rule can ask about, and the resource types that carry each.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -39,7 +49,6 @@ KINDS: dict[str, tuple[str, ...]] = {
     "imaging": ("DiagnosticReport", "ImagingStudy"),
 }
 _KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
-_SUBJECT_FIELD = {"ResearchSubject": "individual"}
 
 
 _UNREAD: Any = object()
@@ -77,6 +86,26 @@ class Item:
         return f"{self.rtype}/{self.id}" if self.id else self.rtype
 
 
+@dataclass(frozen=True, slots=True)
+class Unclassified:
+    """A resource of a kind an absence claim is about, with no code the service can read: its
+    words (text and displays) are kept, only to hold back such a claim (docs/record-reading.md)."""
+
+    resource: dict[str, Any]
+    rtype: str
+    id: str
+    text: str  # what it says about itself, lower-cased, or "" when it says nothing
+
+    def label(self) -> str:
+        shown = self.text[:60] or "no text"
+        return f"{self.rtype}/{self.id or '(no id)'} '{shown}'"
+
+
+# Kinds whose absence rules claim ("no bone-modifying agent on record"), and the resources of
+# which are kept when they carry no code the service can classify.
+ABSENCE_KINDS = frozenset({"medication", "procedure", "document", "service-request"})
+
+
 @dataclass
 class PatientRecord:
     """The indexed record. Build with :meth:`build`; query with :meth:`find`."""
@@ -99,6 +128,8 @@ class PatientRecord:
     _index: CodeIndex | None = None
     _whole_kinds: Collection[str] = ()
     unread: int = 0  # resources left out that way
+    # kind -> resources of ABSENCE_KINDS with no classifiable code (see Unclassified)
+    unclassified: dict[str, list[Unclassified]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -136,17 +167,23 @@ class PatientRecord:
                 if isinstance(resource.get("id"), str):
                     medications[resource["id"]] = resource
             elif rtype in _KIND_OF_TYPE:
-                if patient_id and not _belongs_to(resource, patient_id):
+                if patient_id and not belongs_to(resource, patient_id):
                     record.skipped += 1
                     continue
                 pending.append(resource)
+        drafts: list[dict[str, Any]] = []
+        for resource in draft_orders:
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                record.skipped += 1
+            elif resource["resourceType"] == "Medication":  # what a draft order references
+                if isinstance(resource.get("id"), str):
+                    medications.setdefault(resource["id"], resource)
+            else:
+                drafts.append(resource)
         for resource in pending:
             record._add(_KIND_OF_TYPE[resource["resourceType"]], resource, medications, ingredients)
-        for resource in draft_orders:
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-                record._add("draft-order", resource, medications, ingredients)
-            else:
-                record.skipped += 1
+        for resource in drafts:
+            record._add("draft-order", resource, medications, ingredients)
         return record
 
     def _add(
@@ -174,8 +211,13 @@ class PatientRecord:
                 ):
                     break
             else:  # no code of it is in any value set: no rule can find it
+                if kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+                    self._keep_unclassified(kind, resource, medications)
                 self.unread += 1
                 return
+            # (a code in a value set is a classifiable code: nothing to keep)
+        elif kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+            self._keep_unclassified(kind, resource, medications)
         rid = resource.get("id")
         item = Item(
             resource=resource,
@@ -206,6 +248,20 @@ class PatientRecord:
                 by_prefix = self._by_prefix[kind]
                 for n in range(3, len(code)):
                     by_prefix.setdefault((system, code[:n]), []).append(item)
+
+    def _keep_unclassified(
+        self, kind: str, resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+    ) -> None:
+        rid = resource.get("id")
+        words = " ".join(_words_of(resource, medications)).lower()
+        self.unclassified.setdefault(kind, []).append(
+            Unclassified(
+                resource=resource,
+                rtype=str(resource["resourceType"]),
+                id=rid if isinstance(rid, str) else "",
+                text=" ".join(words.split())[:500],
+            )
+        )
 
     def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
         """Every item of ``kind`` with a code in ``valueset``, in record order, once each.
@@ -295,27 +351,13 @@ def _common_keys(
     return index.keys() & codes
 
 
-def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
-    """False only when the resource clearly names another patient."""
-    subject = resource.get(_SUBJECT_FIELD.get(resource["resourceType"], "subject"))
-    if not isinstance(subject, dict):
-        subject = resource.get("patient")
-    if not isinstance(subject, dict):
-        return True
-    reference = subject.get("reference")
-    if not isinstance(reference, str) or not reference:
-        return True
-    tail = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
-    return tail == patient_id or not reference.startswith(("Patient/", "urn:uuid:"))
-
-
 def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[Any]:
     rtype = resource["resourceType"]
     if rtype in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         concept = resource.get("medicationCodeableConcept")
-        if concept is None:
-            concept = _referenced_medication_code(resource, medications)
-        return [concept]
+        if concept is not None:
+            return [concept]
+        return _medication_concepts(referenced_medication(resource, medications))
     if rtype == "ImagingStudy":  # what was done (procedureCode) and how (modality Codings)
         codes = resource.get("procedureCode")
         modality = resource.get("modality")
@@ -329,20 +371,84 @@ def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, A
     return [resource.get("code")]
 
 
-def _referenced_medication_code(
+def referenced_medication(
     resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
-) -> Any:
+) -> dict[str, Any] | None:
+    """The Medication a ``medicationReference`` points at: contained (``#id``) or one of
+    ``medications`` (by id); None when it names none or the Medication is not at hand."""
     reference = resource.get("medicationReference")
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     ref = reference["reference"]
     if ref.startswith("#"):
-        for contained in resource.get("contained") or ():
+        for contained in _listed(resource.get("contained")):
             if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                return contained.get("code")
+                return contained
         return None
-    medication = medications.get(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:"))
-    return medication.get("code") if medication else None
+    return medications.get(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:"))
+
+
+def _medication_concepts(medication: dict[str, Any] | None) -> list[Any]:
+    """A Medication's code and its ingredients' ``itemCodeableConcept`` (a compounded or
+    multi-ingredient product is often coded only by its ingredients)."""
+    if medication is None:
+        return []
+    concepts = [medication.get("code")]
+    for ingredient in _listed(medication.get("ingredient")):
+        if isinstance(ingredient, dict):
+            concepts.append(ingredient.get("itemCodeableConcept"))
+    return concepts
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# Systems whose codes the service classifies when no index says which (a record built without
+# the knowledge's code index, as some tests and tools do).
+_DEFAULT_SYSTEMS = frozenset({SNOMED, LOINC, ICD10CM, RXNORM})
+_SYSTEMS_OF_INDEX: dict[int, tuple[CodeIndex, frozenset[str]]] = {}
+
+
+def _known_systems(index: CodeIndex | None) -> frozenset[str]:
+    """The code systems some value set uses: a code in another system cannot be classified."""
+    if index is None:
+        return _DEFAULT_SYSTEMS
+    entry = _SYSTEMS_OF_INDEX.get(id(index))
+    if entry is None or entry[0] is not index:
+        if len(_SYSTEMS_OF_INDEX) > 64:
+            _SYSTEMS_OF_INDEX.clear()
+        entry = (index, frozenset(system for system, _ in index.known))
+        _SYSTEMS_OF_INDEX[id(index)] = entry
+    return entry[1]
+
+
+def _classifiable(kind: str, codings: list[tuple[str, str, str]], index: CodeIndex | None) -> bool:
+    """Whether the service can tell what this resource is from its codes. A medicine needs an
+    RxNorm code (products map to ingredients); anything else a code in a system some value set
+    uses. Text, local codes and NDCs alone cannot be classified."""
+    if kind == "medication":
+        return any(system == RXNORM for system, _, _ in codings)
+    systems = _known_systems(index)
+    return any(system in systems for system, _, _ in codings)
+
+
+def _words_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Every text and display a resource (and a Medication it references) gives itself."""
+    words: list[str] = []
+    concepts = _concepts_of(resource, medications)
+    reference = resource.get("medicationReference")
+    if isinstance(reference, dict) and isinstance(reference.get("display"), str):
+        words.append(reference["display"])
+    for concept in concepts:
+        if not isinstance(concept, dict):
+            continue
+        if isinstance(concept.get("text"), str):
+            words.append(concept["text"])
+        for coding in _listed(concept.get("coding")):
+            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                words.append(coding["display"])
+    return words
 
 
 # (system, code) as sent -> (canonical system, normalised code), or None when unusable. A

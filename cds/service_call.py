@@ -24,6 +24,7 @@ from cds.hooks import CdsResponse, HookRequest, dump_model
 from cds.knowledge import Knowledge, Service
 from cds.prefetch import resolve_prefetch
 from cds.record import PatientRecord
+from cds.record_guard import check_record
 from cds.settings import Settings
 from cds.store import ShownCard, Store
 
@@ -87,7 +88,8 @@ def patient_key(patient_id: str, secret: str) -> str:
 
 
 def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
-    """The draft orders rules look at: all at order-sign, the selected ones at order-select."""
+    """The draft orders rules look at: all at order-sign, the selected ones at order-select;
+    and the Medications in the bundle, which the orders may reference."""
     if hook not in _ORDER_HOOKS:
         return []
     bundle = context.get("draftOrders")
@@ -102,7 +104,12 @@ def draft_orders_of(hook: str, context: dict[str, Any]) -> list[Any]:
     selections = context.get("selections")
     if hook == "order-select" and isinstance(selections, list) and selections:
         wanted = {s for s in selections if isinstance(s, str)}
-        resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in wanted]
+        resources = [
+            r
+            for r in resources
+            if f"{r.get('resourceType')}/{r.get('id')}" in wanted
+            or r.get("resourceType") == "Medication"  # what a selected order may reference
+        ]
     return resources
 
 
@@ -183,11 +190,14 @@ async def run_service(
             f"no rule can run: prefetch {names} unavailable ({first_reason})",
             expression=[f"prefetch.{name}" for name in sorted(data.unavailable)],
         )
+    drafts = draft_orders_of(request.hook, request.context)
+    check_record(data.resources, patient_id, where="the prefetch or the FHIR server's answer")
+    check_record(drafts, patient_id, where="context.draftOrders")
     record = PatientRecord.build(
         data.resources,
         now=now,
-        patient_id=patient_id,
-        draft_orders=draft_orders_of(request.hook, request.context),
+        patient_id=None,  # check_record refused data of any other patient
+        draft_orders=drafts,
         ingredients=knowledge.ingredients,
         index=knowledge.code_index,
         kinds_read_whole=knowledge.kinds_read_whole,

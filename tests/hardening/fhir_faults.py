@@ -173,8 +173,9 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
                 return bundle([], f"{here}?page={page + 1}")
             if fault == "many":
                 return bundle([weight(i) for i in range(MANY)])
-            if resource_type == "Condition":
-                return bundle(conditions())
+            if resource_type == "Condition":  # about the patient the server serves
+                subject = {"reference": f"Patient/{state.patient['id']}"}
+                return bundle([{**c, "subject": subject} for c in conditions()])
             return bundle([])
 
         def _send(self, status: int, document: Any) -> None:

@@ -108,9 +108,12 @@ def test_a_range_uses_two_bounds(kb: Knowledge) -> None:
     assert not _fires(kb, query, [_calcium("c", 8.4)])
 
 
-def test_units_must_match_when_the_rule_names_one(kb: Knowledge) -> None:
+def test_a_unit_the_rule_names_is_converted_to_never_ignored(kb: Knowledge) -> None:
     query = {"valueset": "calcium", "value": {"gt": 10.5, "unit": "mg/dL"}}
-    assert not _fires(kb, query, [_calcium("c", 12, unit="mmol/L")])
+    # 2.5 mmol/L is 10.02 mg/dL, 2.7 mmol/L is 10.82 mg/dL (calcium, 40.08 g/mol)
+    assert not _fires(kb, query, [_calcium("c", 2.5, unit="mmol/L")])
+    assert _fires(kb, query, [_calcium("c", 2.7, unit="mmol/L")])
+    assert _fires(kb, query, [_calcium("c", 0.12, unit="g/L")])
     by_unit_text_only = observation(
         "c", "17861-6", "2026-05-01", valueQuantity={"value": 12, "unit": "mg/dL"}
     )
@@ -122,10 +125,34 @@ def test_units_must_match_when_the_rule_names_one(kb: Knowledge) -> None:
         valueQuantity={"value": 12, "system": "http://unitsofmeasure.org", "code": "mg/dL"},
     )
     assert _fires(kb, query, [by_code_only])
-    no_unit = observation("c", "17861-6", "2026-05-01", valueQuantity={"value": 12})
-    assert not _fires(kb, query, [no_unit])
-    # without a unit in the rule, any unit passes
-    assert _fires(kb, {"valueset": "calcium", "value": {"gt": 10.5}}, [no_unit])
+
+
+@pytest.mark.parametrize("unit", ["mg/dl", "MG/DL", "mg/DL", "MMOL/L"])
+def test_a_unit_in_another_case_is_read(kb: Knowledge, unit: str) -> None:
+    query = {"valueset": "calcium", "value": {"gt": 10.5, "unit": "mg/dL"}}
+    high, normal = (15, 9) if "G" in unit.upper() else (3.0, 2.3)
+    assert _fires(kb, query, [_calcium("c", high, unit=unit)])
+    assert not _fires(kb, query, [_calcium("c", normal, unit=unit)])
+
+
+@pytest.mark.parametrize("unit", [None, "U/L", "{score}", "mg", "not a unit"])
+def test_a_value_whose_unit_cannot_be_converted_is_unknown(kb: Knowledge, unit: str | None) -> None:
+    query = {"valueset": "calcium", "value": {"gt": 10.5, "unit": "mg/dL"}}
+    value: dict[str, Any] = {"value": 1200} if unit is None else {"value": 1200, "unit": unit}
+    resource = observation("c", "17861-6", "2026-05-01", valueQuantity=value)
+    assert not _fires(kb, query, [resource])
+    assert not _fires(
+        kb, {"valueset": "calcium", "value": {"lt": 10.5, "unit": "mg/dL"}}, [resource]
+    )
+    # without a unit in the rule (a score), the number is compared as it is
+    assert _fires(kb, {"valueset": "calcium", "value": {"gt": 10.5}}, [resource])
+
+
+def test_mass_and_moles_convert_only_for_an_analyte_with_a_molar_mass(kb: Knowledge) -> None:
+    weight = observation("w", "29463-7", "2026-05-01", valueQuantity=quantity(3, "mmol"))
+    assert not _fires(
+        kb, {"valueset": "body-weight", "value": {"gt": 0.0001, "unit": "kg"}}, [weight]
+    )
 
 
 @pytest.mark.parametrize("value", ["12", True, None, [12], {"value": 12}])
@@ -287,6 +314,25 @@ def test_trend_fires_on_a_large_enough_drop_from_the_peak(kb: Knowledge) -> None
     result = fired(kb, make_rule([{"observation": TREND}]), above)
     assert result is not None
     assert [e.resource_id for e in result.evidence] == ["w1", "w2"]
+
+
+def test_trend_compares_pounds_and_kilograms_as_weights(kb: Knowledge) -> None:
+    # 154 [lb_av] is 69.85 kg: 69.85 -> 66 kg is a 5.5 % drop; raw numbers would say 57 %
+    lb = observation("w1", "29463-7", "2026-01-15", valueQuantity=quantity(154, "[lb_av]"))
+    assert _fires(kb, TREND, [lb, _weight("w2", 66, "2026-05-15")])
+    assert not _fires(kb, TREND, [lb, _weight("w2", 68, "2026-05-15")])
+    # kilograms first, pounds last: 70 kg -> 150 lb (68.04 kg) is a 2.8 % drop, not a rise
+    later_lb = observation("w2", "29463-7", "2026-05-15", valueQuantity=quantity(150, "[lb_av]"))
+    assert not _fires(kb, TREND, [_weight("w1", 70, "2026-01-15"), later_lb])
+    heavier_then = observation(
+        "w1", "29463-7", "2026-01-15", valueQuantity={"value": 160, "unit": "lbs"}
+    )
+    assert _fires(kb, TREND, [heavier_then, later_lb])  # 160 -> 150 lb is a 6.25 % drop
+
+
+def test_trend_leaves_out_a_weight_whose_unit_cannot_be_read(kb: Knowledge) -> None:
+    odd = observation("w1", "29463-7", "2026-01-15", valueQuantity={"value": 300, "unit": "stone?"})
+    assert not _fires(kb, TREND, [odd, _weight("w2", 60, "2026-05-15")])
 
 
 def test_trend_needs_two_points_in_the_window_and_a_drop_not_a_rise(kb: Knowledge) -> None:

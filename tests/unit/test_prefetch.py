@@ -324,3 +324,80 @@ def test_unexpected_errors_are_not_swallowed() -> None:
 
     with pytest.raises(Boom):
         asyncio.run(run())
+
+
+# --- referenced Medications ---------------------------------------------------------------
+
+MED_PLAN = PrefetchPlan(
+    keys=(
+        PrefetchKey("patient", "Patient/{{context.patientId}}", "Patient", required=True),
+        PrefetchKey(
+            "medicationRequests",
+            "MedicationRequest?patient={{context.patientId}}&_include=MedicationRequest:medication",
+            "MedicationRequest",
+        ),
+    ),
+    rule_keys={},
+)
+MED_QUERY = "/fhir/MedicationRequest?patient=p1&_include=MedicationRequest:medication"
+
+
+def _order(rid: str, reference: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": reference},
+    }
+
+
+MEDICATION = {"resourceType": "Medication", "id": "m1", "code": {"text": "x"}}
+
+
+def test_a_referenced_medication_that_did_not_come_back_is_read() -> None:
+    server = FakeServer(
+        {MED_QUERY: _bundle(_order("o1", "Medication/m1")), "/fhir/Medication/m1": MEDICATION}
+    )
+    data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
+    assert server.seen == [MED_QUERY, "/fhir/Medication/m1"]
+    assert _ids(data) == ["Patient/p1", "MedicationRequest/o1", "Medication/m1"]
+    assert data.fetched == ["medicationRequests", "referenced-medications"]
+
+
+def test_an_included_or_contained_medication_is_not_read_again() -> None:
+    contained = {**_order("o2", "#m2"), "contained": [{**MEDICATION, "id": "m2"}]}
+    bundle = _bundle(_order("o1", "Medication/m1"), MEDICATION, contained)
+    server = FakeServer({MED_QUERY: bundle})
+    _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
+    assert server.seen == [MED_QUERY]
+
+
+def test_prefetched_entries_referencing_a_medication_have_it_read_when_a_server_is_given() -> None:
+    server = FakeServer({"/fhir/Medication/m1": MEDICATION})
+    prefetch = {"patient": PATIENT, "medicationRequests": _bundle(_order("o1", "Medication/m1"))}
+    data = _resolve({"fhirServer": BASE, "prefetch": prefetch}, server, plan=MED_PLAN)
+    assert server.seen == ["/fhir/Medication/m1"]
+    assert "Medication/m1" in _ids(data)
+    without_server = _resolve({"prefetch": prefetch}, None, plan=MED_PLAN)
+    assert "Medication/m1" not in _ids(without_server)
+
+
+def test_a_medication_that_cannot_be_read_leaves_the_call_whole() -> None:
+    server = FakeServer({MED_QUERY: _bundle(_order("o1", "Medication/gone"))})
+    data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
+    assert data.unavailable == {}
+    assert data.fetch_errors == ["http-4xx"]
+    assert _ids(data) == ["Patient/p1", "MedicationRequest/o1"]
+
+
+def test_medication_reads_stay_within_the_budget() -> None:
+    server = FakeServer(
+        {MED_QUERY: _bundle(_order("o1", "Medication/m1")), "/fhir/Medication/m1": MEDICATION},
+        delay={"/fhir/Medication/m1": 30.0},
+    )
+    data = _resolve(
+        {"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN, budget=0.3
+    )
+    assert data.fetch_errors == ["timeout"]
+    assert "Medication/m1" not in _ids(data)

@@ -1,0 +1,67 @@
+"""Honest absence: entries the service cannot classify never let a rule claim "no X on record"
+wrongly. Their words may hold such a claim back, and otherwise the card names them; they never
+make a fact hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cds.cases import case_resources
+from cds.engine import evaluate
+from cds.knowledge import Knowledge
+from cds.record import PatientRecord
+from tests.unit.example_records import indexed_record
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+RULE = "hr-positive-metastatic-without-endocrine-therapy"
+
+
+def _absent_lines(knowledge: Knowledge, case_name: str) -> tuple[str, ...] | None:
+    case = next(c for c in knowledge.cases[RULE] if c.name == case_name)
+    record = indexed_record(knowledge, case_resources(knowledge, case), NOW)
+    evaluation = evaluate(knowledge, [knowledge.rules[RULE]], record)
+    return evaluation.fired[0].absent if evaluation.fired else None
+
+
+def test_the_card_names_the_entry_it_could_not_read(knowledge: Knowledge) -> None:
+    absent = _absent_lines(knowledge, "in-text-only-entry-named-in-the-card")
+    assert absent is not None
+    line = next(a for a in absent if "could not be read by code" in a)
+    assert (
+        "1 entry could not be read by code: MedicationStatement/femara-text 'femara 2.5 mg'" in line
+    )
+
+
+def test_an_unresolved_reference_is_named_too(knowledge: Knowledge) -> None:
+    absent = _absent_lines(knowledge, "in-unreadable-reference-named-in-the-card")
+    assert absent is not None
+    assert any("MedicationRequest/unresolved 'no text'" in a for a in absent)
+
+
+def test_without_unclassified_entries_the_claim_is_plain(knowledge: Knowledge) -> None:
+    absent = _absent_lines(knowledge, "in-er-positive-no-therapy")
+    assert absent is not None
+    assert not any("could not be read" in a for a in absent)
+
+
+def test_text_never_makes_a_fact_hold(knowledge: Knowledge) -> None:
+    """A text-only tamoxifen order at order-sign fires no endocrine-order rule."""
+    rule = knowledge.rules["endocrine-order-with-negative-er-pr"]
+    case = next(c for c in knowledge.cases[rule.id] if c.name.startswith("in-"))
+    resources: list[dict[str, Any]] = case_resources(knowledge, case)
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "text-only",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "tamoxifen 20 mg tablet"},
+    }
+    record = PatientRecord.build(
+        resources,
+        now=NOW,
+        draft_orders=[draft],
+        ingredients=knowledge.ingredients,
+        index=knowledge.code_index,
+    )
+    assert evaluate(knowledge, [rule], record).fired == []

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 
 from cds.call_store import CallStore
-from cds.cards import render_cards
+from cds.cards import render_findings
 from cds.engine import Fired, evaluate
 from cds.errors import BadRequest, PrefetchUnavailable
 from cds.fhir_client import FhirClient, check_fhir_server_url
+from cds.findings import CardFinding, resolve_findings
 from cds.hooks import CdsResponse, HookRequest, dump_model
 from cds.knowledge import Knowledge, Service
 from cds.prefetch import resolve_prefetch
@@ -50,12 +51,15 @@ class CallResult:
         fetched: list[str] | None = None,
         fetch_errors: list[str] | None = None,
         skipped_resources: int = 0,
+        findings: list[CardFinding] | None = None,
     ) -> None:
         if response is None and cards is None:
             raise ValueError("a CallResult needs its response or its cards")
         self._response = response
         self._cards = cards
-        self.fired = fired
+        self.fired = fired  # the rule leading each card, in card order
+        # One per card, with every rule it stands for (merged or superseded).
+        self.findings = findings if findings is not None else []
         self.not_evaluated = not_evaluated
         self.fetched = fetched if fetched is not None else []
         self.fetch_errors = fetch_errors if fetch_errors is not None else []
@@ -206,9 +210,10 @@ async def run_service(
     evaluation = evaluate(
         knowledge, service.rules, record, suppressed=suppressed, unavailable=unavailable
     )
-    cards = render_cards(
+    findings = resolve_findings(evaluation.fired, knowledge.findings)
+    cards = render_findings(
         knowledge,
-        evaluation.fired,
+        findings,
         hook_instance=request.hook_instance,
         patient_id=patient_id,
         base_url=settings.public_base_url,
@@ -218,15 +223,15 @@ async def run_service(
             ShownCard(
                 card_uuid=card["uuid"],
                 service_id=service.spec.id,
-                rule_id=fired.rule.id,
-                rule_version=fired.rule.version,
+                rule_id=finding.key,
+                rule_version=finding.lead.rule.version,
                 hook=request.hook,
                 hook_instance=request.hook_instance,
                 indicator=card["indicator"],
                 patient_key=hashed_patient,
                 shown_at=now,
             )
-            for card, fired in zip(cards, evaluation.fired, strict=True)
+            for card, finding in zip(cards, findings, strict=True)
         ]
         if isinstance(store, CallStore):  # written just after the response
             store.record_cards(shown)
@@ -234,7 +239,8 @@ async def run_service(
             await asyncio.to_thread(store.record_cards, shown)
     return CallResult(
         cards=cards,
-        fired=evaluation.fired,
+        fired=[finding.lead for finding in findings],
+        findings=findings,
         not_evaluated=evaluation.not_evaluated,
         fetched=data.fetched,
         fetch_errors=data.fetch_errors,

@@ -22,6 +22,7 @@ from cds.hooks import (
     dump_model,
 )
 from cds.knowledge import Knowledge
+from cds.rule_review import is_reviewed
 from cds.rules import Finding, Rule, SuggestionSpec
 from cds.suggestion_check import fill_placeholders
 
@@ -145,7 +146,7 @@ def _suggestion_parts(spec: SuggestionSpec, base: str) -> _SuggestionParts:
 
 
 def _source(knowledge: Knowledge, rule: Rule, base: str, label: str, topic: Coding) -> Source:
-    reviewed = rule.review.reviewed_by and rule.review.reviewed_on
+    reviewed = is_reviewed(knowledge, rule)
     prefix = "Breast cancer follow-up" if reviewed else "Breast cancer follow-up (unreviewed rule)"
     return Source(label=f"{prefix}: {label}"[:100], url=f"{base}/knowledge/{rule.id}", topic=topic)
 

@@ -65,6 +65,7 @@ class CardFinding:
     indicator: str
     covers: tuple[Rule, ...] = ()  # fired rules whose cards this one replaces
     finding: Finding | None = None  # set on a merged card
+    context: tuple[Fired, ...] = ()  # facts of the rules' repeat_resets_on definitions
 
     @property
     def lead(self) -> Fired:
@@ -76,7 +77,7 @@ class CardFinding:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.fired)
+        return fingerprint((*self.fired, *self.context))
 
 
 def fingerprint(fired: Iterable[Fired]) -> str:
@@ -224,6 +225,9 @@ def overlap_problems(
                 problems.append((rule.id, "relates to itself"))
         if rule.finding is not None and rule.finding.id not in findings:
             problems.append((rule.id, f"finding: unknown finding {rule.finding.id!r}"))
+        for name in rule.repeat_resets_on:
+            if name not in definitions:
+                problems.append((rule.id, f"repeat_resets_on: unknown definition {name!r}"))
     active = [r for r in rules.values() if r.status == "active"]
     codes = {r.id: trigger_codes(r, definitions, valuesets) for r in active}
     for index, a in enumerate(active):

@@ -217,6 +217,9 @@ class Rule(_Schema):
     # How long a card shown to a patient is not shown again with the same facts (ISO 8601
     # duration); default by indicator (cds.repeat_limits). P0D: no limit.
     repeat_interval: str | None = None
+    # Definitions whose facts also make the card "new": when the record gains one (a new
+    # metastasis, a recurrence), the card shows again before its interval ends.
+    repeat_resets_on: tuple[str, ...] = ()
     review: Review = Review()
 
     _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))

@@ -110,6 +110,10 @@ def _parse_now(text: str | None) -> datetime:
 
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.panel:
+        return _evaluate_panel(args, settings)
+    if not args.file:
+        raise CdsError("give a Bundle or request file, or --panel DIR")
     # the rule cases are test data: evaluating a record does not need them
     knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
     data = read_json_file(Path(args.file))
@@ -154,6 +158,63 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.burden import format_burden, run_panel
+
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    result = run_panel(knowledge, settings, Path(args.panel), _parse_now(args.now))
+    if args.json:
+        document = {
+            **result.report.as_json(),
+            "patients": result.patients,
+            "median_detail": result.median_detail,
+            "out_of_order": result.out_of_order,
+            "info_repeated": result.info_repeated,
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(result.summary())
+    print()
+    print(format_burden(result.report))
+    return 0
+
+
+@_command("report burden")
+def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.analytics import report_window
+    from cds.burden import burden_report, format_burden
+    from cds.db import make_engine
+    from cds.migrate import current_revision
+
+    since, until = report_window(args.since, args.until, datetime.now(UTC))
+    engine = make_engine(settings)
+    try:
+        if current_revision(engine) is None:
+            raise CdsError("the database has no schema yet; run `cds db upgrade` first")
+        report = burden_report(engine, since, until)
+    finally:
+        engine.dispose()
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_burden(report))
+    return 0
+
+
+@_command("knowledge review")
+def _knowledge_review(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.rule_review import write_review
+
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    rule = knowledge.rules.get(args.rule)
+    if rule is None:
+        raise CdsError(f"no rule {args.rule!r}")
+    on = datetime.fromisoformat(args.on).date() if args.on else datetime.now(UTC).date()
+    digest = write_review(knowledge, rule, knowledge.rule_files[rule.id], args.by, on)
+    print(f"{rule.id} v{rule.version} reviewed by {args.by} on {on.isoformat()} ({digest})")
+    return 0
+
+
 @_command("generate")
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from cds.scenarios import example_patients
@@ -171,6 +232,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     from cds.cases import run_case
+    from cds.rule_review import review_state
 
     knowledge = _load(settings)
     rows = []
@@ -187,7 +249,7 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
                 ",".join(rule.hooks),
                 rule.source.section + (" [beyond source]" if rule.source.beyond_source else ""),
                 f"{len(results) - len(failed)}/{len(results)}",
-                rule.review.state,
+                review_state(knowledge, rule),
             )
         )
     headers = ("rule", "status", "indicator", "hooks", "cites section", "cases", "review")
@@ -340,7 +402,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     evaluate = sub.add_parser("evaluate", help="evaluate a Bundle or a CDS Hooks request offline")
-    evaluate.add_argument("file", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)")
+    evaluate.add_argument(
+        "file", nargs="?", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)"
+    )
+    evaluate.add_argument(
+        "--panel", metavar="DIR", help="every Bundle in DIR, every hook, twice: the burden table"
+    )
     evaluate.add_argument("--hook", default="patient-view", choices=HOOKS)
     evaluate.add_argument("--now", help="evaluation date, e.g. 2026-01-01 (default: now)")
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
@@ -377,6 +444,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="start, a date or date-time (default: 30 days ago)")
     report.add_argument("--until", help="end, a date or date-time (default: now)")
     report.add_argument("--json", action="store_true", help="print JSON")
+
+    reports = sub.add_parser("report", help="reports from the database")
+    rsub = reports.add_subparsers(dest="report_command", required=True)
+    burden = rsub.add_parser("burden", help="cards per 100 calls, repeats, silent, overrides")
+    burden.add_argument("--since", help="start, a date or date-time (default: 30 days ago)")
+    burden.add_argument("--until", help="end, a date or date-time (default: now)")
+    burden.add_argument("--json", action="store_true", help="print JSON")
+    review = ksub.add_parser("review", help="sign a rule off: reviewer, date, content hash")
+    review.add_argument("rule", help="the rule id")
+    review.add_argument("--by", required=True, help="the reviewer's name")
+    review.add_argument("--on", help="the review date (default: today)")
     return parser
 
 

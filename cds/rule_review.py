@@ -5,13 +5,16 @@ A rule edited after its review is unreviewed again until someone reviews it anew
 from __future__ import annotations
 
 import hashlib
+import re
+from datetime import date
+from pathlib import Path
 
 import orjson
 
 from cds.knowledge import Knowledge
 from cds.rules import Rule
 
-__all__ = ["content_hash", "is_reviewed", "review_state"]
+__all__ = ["content_hash", "is_reviewed", "review_block", "review_state", "write_review"]
 
 # What a reviewer signs off: what fires the card, what the card says and offers, how it
 # relates to other cards. Titles, rationale wording, known gaps and the review itself are not.
@@ -60,7 +63,37 @@ def review_state(knowledge: Knowledge, rule: Rule) -> str:
     review = rule.review
     if is_reviewed(knowledge, rule):
         assert review.reviewed_on is not None
-        return f"reviewed by {review.reviewed_by} on {review.reviewed_on.isoformat()}"
+        return (
+            f"reviewed by {review.reviewed_by} on {review.reviewed_on.isoformat()}"
+            f" (v{review.version or rule.version})"
+        )
     if review.reviewed_by:
         return "unreviewed (changed since its review)"
     return "unreviewed"
+
+
+_REVIEW_BLOCK = re.compile(r"^review:[^\n]*\n(?:[ \t]+[^\n]*\n?|[ \t]*\n)*", re.MULTILINE)
+
+
+def review_block(by: str, on: date, version: str, digest: str) -> str:
+    return (
+        "review:\n"
+        f"  reviewed_by: {orjson.dumps(by).decode()}\n"
+        f"  reviewed_on: {on.isoformat()}\n"
+        f"  version: {version}\n"
+        f"  content_hash: {digest}\n"
+    )
+
+
+def write_review(knowledge: Knowledge, rule: Rule, path: Path, by: str, on: date) -> str:
+    """Sign ``rule`` off in its file: the ``review:`` block is replaced (or added at the end),
+    nothing else in the file changes. Returns the content hash recorded."""
+    digest = content_hash(knowledge, rule)
+    block = review_block(by, on, rule.version, digest)
+    text = path.read_text()
+    if _REVIEW_BLOCK.search(text):
+        text = _REVIEW_BLOCK.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n" + block
+    path.write_text(text)
+    return digest

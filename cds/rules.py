@@ -159,6 +159,7 @@ class SuggestionSpec(_Schema):
 class Review(_Schema):
     reviewed_by: str | None = None
     reviewed_on: date | None = None
+    version: str | None = Field(None, description="The rule version the reviewer signed off")
     content_hash: str | None = Field(
         None, description="Hash of the logic and card content the reviewer signed off"
     )

@@ -30,7 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     CDS_KNOWLEDGE_DIR=/app/knowledge \
     CDS_CARDS_DIR=/app/cards \
     CDS_DATA_DIR=/app/var \
-    CDS_REQUIRE_JWT=true
+    CDS_REQUIRE_JWT=true \
+    CDS_REQUIRE_REVIEWED_RULES=true
 
 RUN groupadd --system --gid 10001 cds \
  && useradd --system --uid 10001 --gid cds --home-dir /app --no-create-home --shell /usr/sbin/nologin cds

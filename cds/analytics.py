@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, select
 
-from cds.db import SqlStore, feedback, shown_cards
+from cds.db import SqlStore, feedback, not_preview, shown_cards
 from cds.errors import BadRequest
 
 __all__ = [
@@ -90,7 +90,11 @@ def rule_feedback_stats(
 ) -> list[RuleFeedbackStats]:
     """Per-rule numbers for cards shown in ``[since, until)``, sorted by rule id."""
     engine = engine_or_store.engine if isinstance(engine_or_store, SqlStore) else engine_or_store
-    in_window = and_(shown_cards.c.shown_at >= _utc(since), shown_cards.c.shown_at < _utc(until))
+    in_window = and_(
+        shown_cards.c.shown_at >= _utc(since),
+        shown_cards.c.shown_at < _utc(until),
+        not_preview(shown_cards.c.hook_instance),  # the preview's own calls are not feedback
+    )
     cards_in_window = select(shown_cards.c.card_uuid).where(in_window)
     ranked = (
         select(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from cds.calllog import logger
 from cds.hooks import FeedbackItem
-from cds.store import ShownCard
+from cds.store import CallRecord, CardHistory, ShownCard, WithheldCard
 
 if TYPE_CHECKING:
     from cds.db import SqlStore
@@ -39,6 +39,26 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_History = dict[str, dict[str, dict[str, datetime]]]
+
+
+def _remember(index: _History, patient_key: str, key: str, fingerprint: str, at: datetime) -> None:
+    prints = index.setdefault(patient_key, {}).setdefault(key, {})
+    if fingerprint not in prints or at > prints[fingerprint]:
+        prints[fingerprint] = at
+
+
+def _pruned(index: _History, oldest: datetime) -> _History:
+    """A copy without what is older than ``oldest`` (readers keep using the old one)."""
+    out: _History = {}
+    for patient_key, keys in index.items():
+        for key, prints in keys.items():
+            kept = {fp: at for fp, at in prints.items() if at >= oldest}
+            if kept:
+                out.setdefault(patient_key, {})[key] = kept
+    return out
+
+
 class CallStore:
     """Implements :class:`~cds.store.Store` over a :class:`~cds.db.SqlStore`; start, then close."""
 
@@ -50,6 +70,7 @@ class CallStore:
         refresh_seconds: float,
         batch_size: int = 500,
         linger_seconds: float = 0.1,
+        history_days: int = 366,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
@@ -67,6 +88,15 @@ class CallStore:
         self._stopping = False
         self._flush_wanted = False
         self._thread: threading.Thread | None = None
+        # Repeat limits (cds.repeat_limits): patient key -> card key -> fingerprint -> latest
+        # shown, and the same for fingerprints dismissed with a suppressing reason.
+        self.history = timedelta(days=history_days)
+        self._shown: dict[str, dict[str, dict[str, datetime]]] = {}
+        self._dismissed: dict[str, dict[str, dict[str, datetime]]] = {}
+        self._history_read_since: datetime | None = None
+        self._history_lock = threading.Lock()  # record_cards adds while a refresh copies
+        self._events: deque[tuple[CallRecord, Sequence[WithheldCard]]] = deque()
+        self._events_lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -85,6 +115,7 @@ class CallStore:
             self._thread.join(timeout=30)
             self._thread = None
         self._write_pending()
+        self._write_events()
 
     # --- the Store protocol -------------------------------------------------------------------
 
@@ -102,10 +133,40 @@ class CallStore:
             rule for rule in rule_ids if (when := latest.get(rule)) is not None and when >= since
         }
 
+    def card_history(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        """From memory: safe to call on the event loop."""
+        shown = self._shown.get(patient_key, {})
+        dismissed = self._dismissed.get(patient_key, {})
+        out: dict[str, CardHistory] = {}
+        for key in keys:
+            times = {fp: at for fp, at in shown.get(key, {}).items() if at >= shown_since}
+            prints = frozenset(
+                fp for fp, at in dismissed.get(key, {}).items() if at >= feedback_since
+            )
+            if times or prints:
+                out[key] = CardHistory(last_shown=times, suppressed=prints)
+        return out
+
+    def record_call(self, call: CallRecord, withheld: Sequence[WithheldCard]) -> None:
+        """Queue for the writer thread: safe to call on the event loop."""
+        with self._condition:
+            self._events.append((call, withheld))
+
     def record_cards(self, cards: Sequence[ShownCard]) -> None:
         """Queue for the writer thread: safe to call on the event loop."""
         if not cards:
             return
+        for card in cards:  # this process knows at once; other replicas at their next refresh
+            if card.patient_key and card.fingerprint:
+                _remember(
+                    self._shown, card.patient_key, card.rule_id, card.fingerprint, card.shown_at
+                )
         with self._condition:
             self._queue.extend(cards)
             self._queued += len(cards)
@@ -135,6 +196,7 @@ class CallStore:
                 waited = self._condition.wait_for(lambda: self._handled >= target, timeout)
         if not waited:
             self._write_pending()
+        self._write_events()  # calls and withheld cards queued before this flush
 
     def _run(self) -> None:
         while True:
@@ -153,6 +215,7 @@ class CallStore:
                     return
                 self._flush_wanted = False
             self._write_pending()
+            self._write_events()
             if time.monotonic() >= self._next_refresh:
                 self._refresh_logged()
 
@@ -175,6 +238,28 @@ class CallStore:
                 self._handled += len(batch)
                 self._condition.notify_all()
 
+    def _write_events(self) -> None:
+        # One writer at a time: a flush that finds the queue empty has waited for the batch
+        # another thread took to be committed.
+        with self._events_lock:
+            self._write_events_locked()
+
+    def _write_events_locked(self) -> None:
+        while True:
+            with self._condition:
+                batch = [
+                    self._events.popleft() for _ in range(min(self.batch_size, len(self._events)))
+                ]
+            if not batch:
+                return
+            try:
+                self.store.record_calls(batch)
+            except Exception as exc:  # the database is down: log the loss, keep serving
+                logger.error(
+                    "call log write failed",
+                    extra={"fields": {"error": type(exc).__name__, "calls": len(batch)}},
+                )
+
     # --- the suppression index ------------------------------------------------------------------
 
     def refresh(self) -> None:
@@ -189,6 +274,7 @@ class CallStore:
             reasons = sorted(self.store.suppressing_reasons)
             if not reasons:
                 self._read_since = started
+                self._refresh_history(started)
                 return
             window_start = started - self.window
             query = (
@@ -224,6 +310,67 @@ class CallStore:
                     rules[rule_id] = when
             self._suppressions = fresh
             self._read_since = started
+            self._refresh_history(started)
+
+    def _refresh_history(self, started: datetime) -> None:
+        """Cards shown and dismissed since the last read, from every replica (under the lock)."""
+        from sqlalchemy import select
+
+        from cds.db import feedback, not_preview, shown_cards
+
+        oldest = started - self.history
+        since = (
+            oldest
+            if self._history_read_since is None
+            else self._history_read_since - timedelta(seconds=_REREAD_SECONDS)
+        )
+        shown = select(
+            shown_cards.c.patient_key,
+            shown_cards.c.rule_id,
+            shown_cards.c.fingerprint,
+            shown_cards.c.shown_at,
+        ).where(
+            shown_cards.c.patient_key.is_not(None),
+            shown_cards.c.fingerprint.is_not(None),
+            shown_cards.c.shown_at >= since,
+            not_preview(shown_cards.c.hook_instance),
+        )
+        reasons = sorted(self.store.suppressing_reasons)
+        dismissed = (
+            select(
+                shown_cards.c.patient_key,
+                shown_cards.c.rule_id,
+                shown_cards.c.fingerprint,
+                feedback.c.outcome_at,
+            )
+            .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
+            .where(
+                shown_cards.c.patient_key.is_not(None),
+                shown_cards.c.fingerprint.is_not(None),
+                shown_cards.c.indicator != "critical",  # never suppressed by feedback
+                feedback.c.outcome == "overridden",
+                feedback.c.override_code.in_(reasons),
+                feedback.c.outcome_at >= started - self.window,
+            )
+        )
+        if self._history_read_since is not None:
+            dismissed = dismissed.where(
+                feedback.c.received_at
+                >= self._history_read_since - timedelta(seconds=_REREAD_SECONDS)
+            )
+        with self.store.engine.connect() as connection:
+            shown_rows = connection.execute(shown).all()
+            dismissed_rows = connection.execute(dismissed).all() if reasons else []
+        with self._history_lock:
+            fresh_shown = _pruned(self._shown, oldest)
+            for patient_key, key, fingerprint, at in shown_rows:
+                _remember(fresh_shown, patient_key, key, fingerprint, _utc(at))
+            self._shown = fresh_shown
+        fresh_dismissed = _pruned(self._dismissed, started - self.window)
+        for patient_key, key, fingerprint, at in dismissed_rows:
+            _remember(fresh_dismissed, patient_key, key, fingerprint, _utc(at))
+        self._dismissed = fresh_dismissed
+        self._history_read_since = started
 
     def _refresh_logged(self) -> None:
         try:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cds.engine import Fired
+from cds.engine import Evidence, Fired
 from cds.errors import KnowledgeError
+from cds.findings import INDICATOR_RANK, POPULATION_DEFINITIONS, CardFinding
 from cds.hooks import (
     Action,
     Card,
@@ -21,15 +22,18 @@ from cds.hooks import (
     dump_model,
 )
 from cds.knowledge import Knowledge
-from cds.rules import Rule, SuggestionSpec
+from cds.rule_review import is_reviewed
+from cds.rules import Finding, Rule, SuggestionSpec
 from cds.suggestion_check import fill_placeholders
 
 __all__ = [
+    "DETAIL_LIMIT",
     "OVERRIDE_REASON_SYSTEM",
     "RULE_SYSTEM",
     "build_cards",
     "card_uuid",
     "render_cards",
+    "render_findings",
 ]
 
 RULE_SYSTEM = "urn:cds:breast-cancer-followup:rule"
@@ -40,6 +44,15 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 # ones added are not doubled; a line break becomes a space. Plain replaces: several times
 # faster than str.translate with a dict or a regex on these short lines.
 _MARKDOWN_ESCAPES = tuple((c, "\\" + c) for c in "\\`*_{}[]<>()#+!|~")
+
+# A card's detail is a few lines: what to consider and the facts that fired it. The source,
+# rule version and rationale are one link away (the rule's knowledge page). The limits and
+# why they are what they are: docs/alert-burden.md.
+DETAIL_LIMIT = 700  # characters of rendered markdown, facts included
+TEMPLATE_DETAIL_LIMIT = 260  # the template's own sentence(s)
+_FACTS_SHOWN = 3
+_FACT_CHARS = 80  # a fact line, markdown-escaped
+_COVERS_CHARS = 120
 
 
 def card_uuid(hook_instance: str, rule_id: str, part: str = "") -> str:
@@ -90,13 +103,14 @@ class _RuleParts:
     override_reasons: list[dict[str, Any]]
     links: list[dict[str, Any]]
     suggestions: list[_SuggestionParts]
-    detail_head: list[str]
-    detail_tail: list[str]
+    detail_head: str  # the template's sentence(s): what to consider and why
 
 
 # (id(knowledge), id(rule), base) -> (knowledge, rule, parts); the objects are kept so that an
 # id reused after garbage collection can never match.
 _PARTS: dict[tuple[int, int, str], tuple[Knowledge, Rule, _RuleParts]] = {}
+# The same for merged cards: (id(knowledge), member rule ids, base).
+_MERGED: dict[tuple[int, tuple[str, ...], str], tuple[Knowledge, _RuleParts]] = {}
 _PARTS_LIMIT = 4096
 # Stands in for the patient while the static resource is pruned: keeps the key's position.
 _PATIENT_SLOT = {"reference": "Patient/-"}
@@ -131,30 +145,47 @@ def _suggestion_parts(spec: SuggestionSpec, base: str) -> _SuggestionParts:
     )
 
 
+def _source(knowledge: Knowledge, rule: Rule, base: str, label: str, topic: Coding) -> Source:
+    reviewed = is_reviewed(knowledge, rule)
+    prefix = "Breast cancer follow-up" if reviewed else "Breast cancer follow-up (unreviewed rule)"
+    return Source(label=f"{prefix}: {label}"[:100], url=f"{base}/knowledge/{rule.id}", topic=topic)
+
+
+def _links(knowledge: Knowledge, rules: Sequence[Rule], base: str) -> list[Link]:
+    links: list[Link] = []
+    slugs = list(dict.fromkeys(slug for rule in rules for slug in rule.card.education))
+    for slug in slugs:
+        page = knowledge.education[slug]
+        links.append(
+            Link(
+                label=f"Patient page: {page.title}", url=f"{base}/education/{slug}", type="absolute"
+            )
+        )
+    for rule in rules:
+        label = "Why this rule (knowledge page)" if len(rules) == 1 else f"Why: {rule.title}"
+        links.append(Link(label=label[:120], url=f"{base}/knowledge/{rule.id}"))
+    return links
+
+
+def _checked(parts: _RuleParts, key: str, where: str) -> _RuleParts:
+    """The whole card is checked against the Card model once, with stand-ins for what varies."""
+    sample = _card(parts, key, hook_instance="-", patient_id="-", detail="-")
+    if dump_model(Card.model_validate(sample)) != sample:
+        raise KnowledgeError([f"{where}: its card renders unlike the Card model"])
+    return parts
+
+
 def _parts(knowledge: Knowledge, rule: Rule, base: str) -> _RuleParts:
     key = (id(knowledge), id(rule), base)
     cached = _PARTS.get(key)
     if cached is not None and cached[0] is knowledge and cached[1] is rule:
         return cached[2]
     template = knowledge.templates[rule.card.template]
-    links = [
-        Link(label=f"Patient page: {page.title}", url=f"{base}/education/{slug}", type="absolute")
-        for slug in rule.card.education
-        for page in (knowledge.education[slug],)
-    ]
-    links.append(Link(label="Why this rule (knowledge page)", url=f"{base}/knowledge/{rule.id}"))
-    source = knowledge.source
-    beyond = " This rule goes beyond what the document says." if rule.source.beyond_source else ""
+    topic = Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title)
     parts = _RuleParts(
         summary=template.summary,
         indicator=rule.card.indicator,
-        source=dump_model(
-            Source(
-                label=f"Breast cancer follow-up: {rule.source.section}"[:100],
-                url=f"{base}/knowledge/{rule.id}",
-                topic=Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title),
-            )
-        ),
+        source=dump_model(_source(knowledge, rule, base, rule.source.section, topic)),
         override_reasons=[
             dump_model(
                 OverrideReason(
@@ -165,33 +196,67 @@ def _parts(knowledge: Knowledge, rule: Rule, base: str) -> _RuleParts:
             )
             for code in rule.override_reasons
         ],
-        links=[dump_model(link) for link in links],
+        links=[dump_model(link) for link in _links(knowledge, [rule], base)],
         suggestions=[_suggestion_parts(spec, base) for spec in rule.suggestions],
-        detail_head=[template.detail.strip(), "", "**Why this card**", ""],
-        detail_tail=[
-            "",
-            f"**Source:** {source.title} ({source.publisher}, current as of "
-            f"{source.current_as_of.isoformat()}), section *{rule.source.section}*: "
-            f"{rule.source.summary}{beyond}",
-            "",
-            f"Rule `{rule.id}` v{rule.version} ({rule.review.state}).",
-        ],
+        detail_head=template.detail.strip(),
     )
-    # The whole card is checked against the Card model once, with stand-ins for what varies.
-    sample = _card(parts, rule.id, hook_instance="-", patient_id="-", detail="-")
-    if dump_model(Card.model_validate(sample)) != sample:
-        raise KnowledgeError([f"rules/{rule.id}.yaml: its card renders unlike the Card model"])
+    _checked(parts, rule.id, f"rules/{rule.id}.yaml")
     if len(_PARTS) >= _PARTS_LIMIT:
         _PARTS.clear()
     _PARTS[key] = (knowledge, rule, parts)
     return parts
 
 
+def _merged_parts(
+    knowledge: Knowledge, finding: Finding, rules: Sequence[Rule], base: str
+) -> _RuleParts:
+    """One card for the fired members of a finding: the finding's template, every member's
+    suggestions (ids prefixed by the rule's), the override reasons all members offer."""
+    key = (id(knowledge), tuple(r.id for r in rules), base)
+    cached = _MERGED.get(key)
+    if cached is not None and cached[0] is knowledge:
+        return cached[1]
+    template = knowledge.templates[finding.template]
+    lead = rules[0]
+    topic = Coding(system=RULE_SYSTEM, code=finding.id, display=finding.title)
+    reasons = [
+        code for code in lead.override_reasons if all(code in r.override_reasons for r in rules)
+    ]
+    suggestions = [
+        _suggestion_parts(spec.model_copy(update={"id": f"{rule.id}-{spec.id}"}), base)
+        for rule in rules
+        for spec in rule.suggestions
+    ]
+    parts = _RuleParts(
+        summary=template.summary,
+        indicator=min((r.card.indicator for r in rules), key=INDICATOR_RANK.__getitem__),
+        source=dump_model(_source(knowledge, lead, base, finding.title, topic)),
+        override_reasons=[
+            dump_model(
+                OverrideReason(
+                    system=OVERRIDE_REASON_SYSTEM,
+                    code=code,
+                    display=knowledge.override_reasons[code].display,
+                )
+            )
+            for code in reasons
+        ],
+        links=[dump_model(link) for link in _links(knowledge, rules, base)],
+        suggestions=suggestions,
+        detail_head=template.detail.strip(),
+    )
+    _checked(parts, finding.id, f"findings.yaml ({finding.id})")
+    if len(_MERGED) >= _PARTS_LIMIT:
+        _MERGED.clear()
+    _MERGED[key] = (knowledge, parts)
+    return parts
+
+
 def _card(
-    parts: _RuleParts, rule_id: str, *, hook_instance: str, patient_id: str | None, detail: str
+    parts: _RuleParts, card_key: str, *, hook_instance: str, patient_id: str | None, detail: str
 ) -> dict[str, Any]:
     card: dict[str, Any] = {
-        "uuid": card_uuid(hook_instance, rule_id),
+        "uuid": card_uuid(hook_instance, card_key),
         "summary": parts.summary,
         "detail": detail,
         "indicator": parts.indicator,
@@ -209,7 +274,7 @@ def _card(
                 resource = suggestion.resource_without_patient
             # Keys assigned over the template's keep their place: the wire order is the model's.
             wire = dict(suggestion.wire)
-            wire["uuid"] = card_uuid(hook_instance, rule_id, suggestion.spec_id)
+            wire["uuid"] = card_uuid(hook_instance, card_key, suggestion.spec_id)
             action = dict(suggestion.action)
             action["resource"] = resource
             wire["actions"] = [action]
@@ -223,6 +288,35 @@ def _card(
     return card
 
 
+def render_findings(
+    knowledge: Knowledge,
+    findings: Iterable[CardFinding],
+    *,
+    hook_instance: str,
+    patient_id: str | None,
+    base_url: str,
+) -> list[dict[str, Any]]:
+    """One card per finding, as wire JSON. Nested parts are shared between calls: serialise
+    them, never mutate them."""
+    base = base_url.rstrip("/")
+    population = _population_labels(knowledge)
+    cards = []
+    for item in findings:
+        if item.finding is not None:
+            parts = _merged_parts(knowledge, item.finding, item.rules, base)
+            items = [f"- {m.rule.finding.item}" for m in item.fired if m.rule.finding is not None]
+            detail = "\n".join([parts.detail_head, "", *items])
+        else:
+            parts = _parts(knowledge, item.lead.rule, base)
+            detail = _detail(parts.detail_head, item.lead, item.covers, population)
+        cards.append(
+            _card(
+                parts, item.key, hook_instance=hook_instance, patient_id=patient_id, detail=detail
+            )
+        )
+    return cards
+
+
 def render_cards(
     knowledge: Knowledge,
     fired: Iterable[Fired],
@@ -231,24 +325,15 @@ def render_cards(
     patient_id: str | None,
     base_url: str,
 ) -> list[dict[str, Any]]:
-    """The cards as wire JSON, exactly what ``dump_model`` of :func:`build_cards` gives.
-
-    Nested parts are shared between calls (read-only): serialise them, never mutate them.
-    """
-    base = base_url.rstrip("/")
-    cards = []
-    for item in fired:
-        parts = _parts(knowledge, item.rule, base)
-        cards.append(
-            _card(
-                parts,
-                item.rule.id,
-                hook_instance=hook_instance,
-                patient_id=patient_id,
-                detail=_detail(parts, item),
-            )
-        )
-    return cards
+    """One card per fired rule, as wire JSON, in the order given (no supersession or merging:
+    :func:`cds.findings.resolve_findings` decides that, :func:`render_findings` renders it)."""
+    return render_findings(
+        knowledge,
+        [CardFinding(key=f.rule.id, fired=(f,), indicator=f.rule.card.indicator) for f in fired],
+        hook_instance=hook_instance,
+        patient_id=patient_id,
+        base_url=base_url,
+    )
 
 
 def build_cards(
@@ -266,9 +351,53 @@ def build_cards(
     return [Card.model_validate(card) for card in wire]
 
 
-def _detail(parts: _RuleParts, fired: Fired) -> str:
-    lines = list(parts.detail_head)
-    lines += [f"- {escape_markdown(evidence.line())}" for evidence in fired.evidence]
-    lines += [f"- {escape_markdown(note)}" for note in fired.absent]
-    lines += parts.detail_tail
+def fact_line(evidence: Evidence) -> str:
+    """A fact as a card shows it: what, its value, when (the resource id is on the preview)."""
+    value = f": {evidence.value}" if evidence.value else ""
+    when = f" on {evidence.date}" if evidence.date else ""
+    return f"{evidence.label}: {evidence.display}{value}{when}"
+
+
+def _clipped(line: str, limit: int = _FACT_CHARS) -> str:
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "\u2026"
+
+
+def _detail(head: str, fired: Fired, covers: Sequence[Rule], population: frozenset[str]) -> str:
+    """The template's sentence, then at most three facts that fired the card, then the rules
+    this card stands in for. The facts that found something come first, one per label, then
+    the absences relied on, then who the rule is for (the cancer itself); the rest are
+    counted (the preview and `cds evaluate` list them all)."""
+    found: list[str] = []
+    context: list[str] = []
+    labels: set[str] = set()
+    for evidence in fired.evidence:
+        if evidence.label in labels:
+            continue
+        labels.add(evidence.label)
+        (context if evidence.label in population else found).append(fact_line(evidence))
+    facts = [*found, *fired.absent, *context]
+    hidden = len(fired.evidence) + len(fired.absent) - min(len(facts), _FACTS_SHOWN)
+    lines = [head, ""]
+    # Clipped once escaped, so that the limit holds for what is sent.
+    lines += [f"- {_clipped(escape_markdown(fact))}" for fact in facts[:_FACTS_SHOWN]]
+    if hidden > 0:
+        lines.append(f"- and {hidden} more on record")
+    if covers:
+        titles = "; ".join(rule.title for rule in covers)
+        lines += ["", _clipped(f"Also covers: {escape_markdown(titles)}", _COVERS_CHARS)]
     return "\n".join(lines)
+
+
+def _population_labels(knowledge: Knowledge) -> frozenset[str]:
+    """The labels facts of the population definitions carry (their descriptions)."""
+    cached = _POPULATION.get(id(knowledge))
+    if cached is not None and cached[0] is knowledge:
+        return cached[1]
+    docs = knowledge.definition_docs
+    labels = frozenset(docs[n].description for n in POPULATION_DEFINITIONS if n in docs)
+    _POPULATION.clear()
+    _POPULATION[id(knowledge)] = (knowledge, labels)
+    return labels
+
+
+_POPULATION: dict[int, tuple[Knowledge, frozenset[str]]] = {}

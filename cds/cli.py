@@ -165,6 +165,8 @@ def _run_offline(service: Service, body: dict[str, Any], **kwargs: Any) -> Any:
 
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.panel:
+        return _evaluate_panel(args, settings)
     # the rule cases are test data: evaluating a record does not need them
     knowledge = load_knowledge(
         settings.knowledge_dir,
@@ -197,6 +199,68 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"[{indicator.upper():8}] {rule_id}\n           {summary}")
         for fact in facts:
             print(f"           - {fact}")
+    return 0
+
+
+def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.burden import format_burden, run_panel
+
+    knowledge = load_knowledge(
+        settings.knowledge_dir,
+        settings.cards_dir,
+        with_cases=False,
+        site_terminology=settings.terminology_dir,
+    )
+    result = run_panel(knowledge, settings, Path(args.panel), _parse_now(args.now))
+    if args.json:
+        document = {
+            **result.report.as_json(),
+            "patients": result.patients,
+            "median_detail": result.median_detail,
+            "out_of_order": result.out_of_order,
+            "info_repeated": result.info_repeated,
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(result.summary())
+    print()
+    print(format_burden(result.report))
+    return 0
+
+
+@_command("report burden")
+def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.analytics import report_window
+    from cds.burden import burden_report, format_burden
+    from cds.db import make_engine
+    from cds.migrate import current_revision
+
+    since, until = report_window(args.since, args.until, datetime.now(UTC))
+    engine = make_engine(settings)
+    try:
+        if current_revision(engine) is None:
+            raise CdsError("the database has no schema yet; run `cds db upgrade` first")
+        report = burden_report(engine, since, until)
+    finally:
+        engine.dispose()
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_burden(report))
+    return 0
+
+
+@_command("knowledge review")
+def _knowledge_review(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.rule_review import write_review
+
+    knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
+    rule = knowledge.rules.get(args.rule)
+    if rule is None:
+        raise CdsError(f"no rule {args.rule!r}")
+    on = datetime.fromisoformat(args.on).date() if args.on else datetime.now(UTC).date()
+    digest = write_review(knowledge, rule, knowledge.rule_files[rule.id], args.by, on)
+    print(f"{rule.id} v{rule.version} reviewed by {args.by} on {on.isoformat()} ({digest})")
     return 0
 
 
@@ -244,6 +308,7 @@ def _print_valueset_table(knowledge: Knowledge) -> None:
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
     from cds.cases import run_case
+    from cds.rule_review import review_state
 
     knowledge = _load(settings)
     rows = []
@@ -259,7 +324,7 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
                 rule.status,
                 rule.card.indicator,
                 f"{len(results) - len(failed)}/{len(results)}",
-                rule.review.state,
+                review_state(knowledge, rule),
             )
         )
         details.append(
@@ -480,7 +545,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     evaluate = sub.add_parser("evaluate", help="evaluate a Bundle or a CDS Hooks request offline")
-    evaluate.add_argument("file", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)")
+    record = evaluate.add_mutually_exclusive_group(required=True)
+    record.add_argument(
+        "file", nargs="?", help="FHIR Bundle or CDS Hooks request (.json, .json.bz2, .gz)"
+    )
+    record.add_argument(
+        "--panel", metavar="DIR", help="every Bundle in DIR, every hook, twice: the burden table"
+    )
     evaluate.add_argument(
         "--hook",
         choices=HOOKS,
@@ -541,6 +612,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="start, a date or date-time (default: 30 days ago)")
     report.add_argument("--until", help="end, a date or date-time (default: now)")
     report.add_argument("--json", action="store_true", help="print JSON")
+
+    reports = sub.add_parser("report", help="reports from the database")
+    rsub = reports.add_subparsers(dest="report_command", required=True)
+    burden = rsub.add_parser("burden", help="cards per 100 calls, repeats, silent, overrides")
+    burden.add_argument("--since", help="start, a date or date-time (default: 30 days ago)")
+    burden.add_argument("--until", help="end, a date or date-time (default: now)")
+    burden.add_argument("--json", action="store_true", help="print JSON")
+    review = ksub.add_parser("review", help="sign a rule off: reviewer, date, content hash")
+    review.add_argument("rule", help="the rule id")
+    review.add_argument("--by", required=True, help="the reviewer's name")
+    review.add_argument("--on", help="the review date (default: today)")
     return parser
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     select,
     text,
 )
@@ -37,13 +38,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds.hooks import FeedbackItem
 from cds.settings import Settings
-from cds.store import ShownCard
+from cds.store import PREVIEW_PREFIX, CallRecord, CardHistory, ShownCard, WithheldCard
 
-__all__ = ["SqlStore", "jwt_replay", "make_engine", "metadata", "open_store"]
+__all__ = [
+    "SqlStore",
+    "hook_calls",
+    "jwt_replay",
+    "make_engine",
+    "metadata",
+    "open_store",
+    "withheld_cards",
+]
 
 metadata = MetaData()
 # The newest migration in cds/migrations/versions: the schema the tables below describe.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003_burden"
 
 shown_cards = Table(
     "shown_cards",
@@ -57,8 +66,41 @@ shown_cards = Table(
     Column("indicator", String(10), nullable=False),
     Column("patient_key", String(64)),
     Column("shown_at", DateTime(timezone=True), nullable=False),
+    Column("fingerprint", String(32)),  # of the facts that fired the card (cds.findings)
     Index("ix_shown_cards_rule_time", "rule_id", "shown_at"),
     Index("ix_shown_cards_patient", "patient_key", "rule_id"),
+)
+
+# Cards a call produced but did not return: silent-mode rules, repeats within the rule's
+# interval, cards suppressed by feedback on the same facts. The burden report counts them.
+withheld_cards = Table(
+    "withheld_cards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(100), nullable=False),
+    Column("rule_id", String(100), nullable=False),  # the card key: a rule or a finding
+    Column("rule_version", String(20), nullable=False),
+    Column("hook", String(40), nullable=False),
+    Column("hook_instance", String(100), nullable=False),
+    Column("indicator", String(10), nullable=False),
+    Column("patient_key", String(64)),
+    Column("fingerprint", String(32)),
+    Column("reason", String(20), nullable=False),  # silent, repeat, suppressed
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_withheld_cards_time", "at"),
+)
+
+# One row per service call (a chart open for patient-view): the denominator of the burden.
+hook_calls = Table(
+    "hook_calls",
+    metadata,
+    Column("hook_instance", String(100), primary_key=True),
+    Column("service_id", String(100), primary_key=True),
+    Column("hook", String(40), nullable=False),
+    Column("patient_key", String(64)),
+    Column("cards", Integer, nullable=False),
+    Column("called_at", DateTime(timezone=True), nullable=False),
+    Index("ix_hook_calls_time", "called_at"),
 )
 
 feedback = Table(
@@ -108,6 +150,15 @@ def _item_key(service_id: str, item: FeedbackItem) -> str:
         item.outcome_timestamp,
     ]
     return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+
+def not_preview(column: Any) -> Any:
+    """A condition leaving out the preview page's own calls (see ``PREVIEW_PREFIX``)."""
+    return ~column.startswith(PREVIEW_PREFIX, autoescape=True)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _parse_time(value: str) -> datetime:
@@ -196,6 +247,68 @@ class SqlStore:
         )
         with self.engine.connect() as connection:
             return {row[0] for row in connection.execute(query)}
+
+    def card_history(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        if not keys:
+            return {}
+        shown = (
+            select(
+                shown_cards.c.rule_id, shown_cards.c.fingerprint, func.max(shown_cards.c.shown_at)
+            )
+            .where(
+                shown_cards.c.patient_key == patient_key,
+                shown_cards.c.rule_id.in_(sorted(keys)),
+                shown_cards.c.shown_at >= shown_since,
+                shown_cards.c.fingerprint.is_not(None),
+                not_preview(shown_cards.c.hook_instance),
+            )
+            .group_by(shown_cards.c.rule_id, shown_cards.c.fingerprint)
+        )
+        out: dict[str, tuple[dict[str, datetime], set[str]]] = {}
+        with self.engine.connect() as connection:
+            for rule_id, fingerprint, when in connection.execute(shown):
+                out.setdefault(rule_id, ({}, set()))[0][fingerprint] = _as_utc(when)
+            if self.suppressing_reasons:
+                dismissed = (
+                    select(shown_cards.c.rule_id, shown_cards.c.fingerprint)
+                    .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
+                    .where(
+                        shown_cards.c.patient_key == patient_key,
+                        shown_cards.c.rule_id.in_(sorted(keys)),
+                        shown_cards.c.indicator != "critical",
+                        shown_cards.c.fingerprint.is_not(None),
+                        feedback.c.outcome == "overridden",
+                        feedback.c.override_code.in_(sorted(self.suppressing_reasons)),
+                        feedback.c.outcome_at >= feedback_since,
+                    )
+                    .distinct()
+                )
+                for rule_id, fingerprint in connection.execute(dismissed):
+                    out.setdefault(rule_id, ({}, set()))[1].add(fingerprint)
+        return {
+            key: CardHistory(last_shown=times, suppressed=frozenset(prints))
+            for key, (times, prints) in out.items()
+        }
+
+    def record_call(self, call: CallRecord, withheld: Sequence[WithheldCard]) -> None:
+        self.record_calls([(call, withheld)])
+
+    def record_calls(self, events: Sequence[tuple[CallRecord, Sequence[WithheldCard]]]) -> None:
+        """Many calls in one transaction (the call store's writer batches them)."""
+        if not events:
+            return
+        calls = [call.__dict__ for call, _ in events]
+        held = [w.__dict__ for _, withheld in events for w in withheld]
+        with self.engine.begin() as connection:
+            connection.execute(self._insert(hook_calls).on_conflict_do_nothing(), calls)
+            if held:
+                connection.execute(withheld_cards.insert(), held)
 
     def remember_jti(self, token_key: str, expires_at: datetime, now: datetime) -> bool:
         """Record a client token id; False if it is already recorded and not yet expired.

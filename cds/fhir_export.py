@@ -37,6 +37,7 @@ from cds.cards import RULE_SYSTEM
 from cds.errors import ConfigurationError, KnowledgeError
 from cds.knowledge import Knowledge, Service
 from cds.logic_text import describe_node, describe_rule
+from cds.rule_review import review_state
 from cds.rules import Rule, SuggestionSpec, ValueSetFile
 from cds.terminology import canonical_system
 
@@ -250,7 +251,7 @@ def _rule_action(knowledge: Knowledge, rule: Rule, hook: str, urls: _Urls) -> di
             {"url": urls.extension("rule-status"), "valueCode": rule.status},
             {"url": urls.extension("rule-version"), "valueString": rule.version},
             {"url": urls.extension("card-indicator"), "valueCode": rule.card.indicator},
-            {"url": urls.extension("review-state"), "valueString": rule.review.state},
+            {"url": urls.extension("review-state"), "valueString": review_state(knowledge, rule)},
         ],
         "title": rule.title,
         "description": " ".join(rule.rationale.split()),

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cds.errors import KnowledgeError
+from cds.findings import overlap_problems
 from cds.hooks import HOOKS
 from cds.logic import Node
 from cds.prefetch_plan import PrefetchPlan, plan_prefetch
@@ -27,6 +28,7 @@ from cds.rules import (
     Case,
     Definition,
     EducationPage,
+    Finding,
     OverrideReasonSpec,
     Rule,
     ServiceSpec,
@@ -72,6 +74,7 @@ class Knowledge:
     rule_files: dict[str, Path] = field(default_factory=dict)
     # Value set id -> where its codes come from (list, includes, SNOMED CT descendants).
     valueset_sources: dict[str, str] = field(default_factory=dict)
+    findings: dict[str, Finding] = field(default_factory=dict)  # knowledge/findings.yaml
     code_index: CodeIndex = field(init=False, repr=False, compare=False)
     # Fact kinds some rule or definition reads without a value set (every resource of the kind).
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -263,6 +266,9 @@ def load_knowledge(
         valuesets=valuesets,
         folder=knowledge_dir / "rules",
     )
+    findings = _load_findings(knowledge_dir / "findings.yaml", templates, problems)
+    for rule_id, message in overlap_problems(rules, definitions, valuesets, findings):
+        problems.add(rule_files[rule_id], message)
     services = _load_services(
         knowledge_dir / "services.yaml", rules, definitions, valuesets, problems
     )
@@ -285,7 +291,31 @@ def load_knowledge(
         fixtures=fixtures,
         rule_files=rule_files,
         valueset_sources=_valueset_sources(valueset_files, descendants),
+        findings=findings,
     )
+
+
+def _load_findings(
+    path: Path, templates: dict[str, CardTemplate], problems: _Problems
+) -> dict[str, Finding]:
+    """``knowledge/findings.yaml``: the findings whose rules merge into one card (optional)."""
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, problems)
+    out: dict[str, Finding] = {}
+    if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+        problems.add(path, "expected 'findings: [...]'")
+        return out
+    for index, entry in enumerate(data["findings"]):
+        finding = problems.parse(path, Finding, entry, f"findings.{index}")
+        if finding is None:
+            continue
+        if finding.id in out:
+            problems.add(path, f"findings.{index}.id: duplicate finding {finding.id!r}")
+        if finding.template not in templates:
+            problems.add(path, f"findings.{index}.template: unknown template {finding.template!r}")
+        out[finding.id] = finding
+    return out
 
 
 def _load_source(path: Path, problems: _Problems) -> SourceDocument | None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cds.fhirtime import parse_duration
 from cds.hooks import HOOKS, Indicator
 from cds.logic import Node
 
@@ -21,6 +22,8 @@ __all__ = [
     "CaseExpectation",
     "Definition",
     "EducationPage",
+    "Finding",
+    "FindingRef",
     "OverrideReasonSpec",
     "Review",
     "Rule",
@@ -160,12 +163,35 @@ class SuggestionSpec(_Schema):
 class Review(_Schema):
     reviewed_by: str | None = None
     reviewed_on: date | None = None
+    version: str | None = Field(None, description="The rule version the reviewer signed off")
+    content_hash: str | None = Field(
+        None, description="Hash of the logic and card content the reviewer signed off"
+    )
 
     @property
     def state(self) -> str:
         if self.reviewed_by and self.reviewed_on:
             return f"reviewed by {self.reviewed_by} on {self.reviewed_on.isoformat()}"
         return "unreviewed"
+
+
+class FindingRef(_Schema):
+    """Membership of a finding: rules of one finding that fire together give one merged card."""
+
+    id: str
+    item: str = Field(min_length=3, max_length=80, description="What this rule adds to the card")
+
+    _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))
+
+
+class Finding(_Schema):
+    """A finding several rules report (``knowledge/findings.yaml``): one card lists them all."""
+
+    id: str
+    title: str = Field(min_length=5, max_length=120)
+    template: str
+
+    _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))
 
 
 class Logic(_Schema):
@@ -186,9 +212,29 @@ class Rule(_Schema):
     suggestions: tuple[SuggestionSpec, ...] = ()
     override_reasons: tuple[str, ...] = ()
     known_gaps: tuple[str, ...] = ()
+    # One card per finding (see cds.findings): rules whose cards this one replaces when both
+    # fire, the finding whose merged card it joins, rules reviewed as a different finding.
+    supersedes: tuple[str, ...] = ()
+    finding: FindingRef | None = None
+    distinct_from: tuple[str, ...] = ()
+    # silent: evaluated and logged, never returned (a site's trial run before go-live).
+    mode: Literal["shown", "silent"] = "shown"
+    # How long a card shown to a patient is not shown again with the same facts (ISO 8601
+    # duration); default by indicator (cds.repeat_limits). P0D: no limit.
+    repeat_interval: str | None = None
+    # Definitions whose facts also make the card "new": when the record gains one (a new
+    # metastasis, a recurrence), the card shows again before its interval ends.
+    repeat_resets_on: tuple[str, ...] = ()
     review: Review = Review()
 
     _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
 
     @field_validator("hooks")
     @classmethod

@@ -16,17 +16,21 @@ from typing import Any
 import httpx
 
 from cds.call_store import CallStore
-from cds.cards import render_cards
+from cds.cards import render_findings
 from cds.engine import Fired, evaluate
 from cds.errors import BadRequest, PrefetchUnavailable
 from cds.fhir_client import FhirClient, check_fhir_server_url
+from cds.findings import CardFinding, resolve_findings
 from cds.hooks import CdsResponse, HookRequest, dump_model
 from cds.knowledge import Knowledge, Service
 from cds.prefetch import resolve_prefetch
 from cds.record import PatientRecord
 from cds.record_guard import check_record
+from cds.repeat_limits import apply_limits, longest_interval, with_reset_facts
+from cds.rule_review import is_reviewed
+from cds.rules import Rule
 from cds.settings import Settings
-from cds.store import ShownCard, Store
+from cds.store import CallRecord, ShownCard, Store, WithheldCard
 
 __all__ = ["CallResult", "draft_orders_of", "patient_key", "run_offline", "run_service"]
 
@@ -51,12 +55,18 @@ class CallResult:
         fetched: list[str] | None = None,
         fetch_errors: list[str] | None = None,
         skipped_resources: int = 0,
+        findings: list[CardFinding] | None = None,
+        withheld: list[tuple[CardFinding, str]] | None = None,
     ) -> None:
         if response is None and cards is None:
             raise ValueError("a CallResult needs its response or its cards")
         self._response = response
         self._cards = cards
-        self.fired = fired
+        self.fired = fired  # the rule leading each card, in card order
+        # One per card, with every rule it stands for (merged or superseded).
+        self.findings = findings if findings is not None else []
+        # Cards produced but not returned, with why: silent, repeat, suppressed.
+        self.withheld = withheld if withheld is not None else []
         self.not_evaluated = not_evaluated
         self.fetched = fetched if fetched is not None else []
         self.fetch_errors = fetch_errors if fetch_errors is not None else []
@@ -203,53 +213,98 @@ async def run_service(
         kinds_read_whole=knowledge.kinds_read_whole,
     )
     hashed_patient = patient_key(patient_id, settings.patient_hash_key)
-    suppressed: set[str] = set()
-    if store is not None and service.rules:
-        since = now - timedelta(days=settings.suppression_days)
-        rule_ids = [r.id for r in service.rules]
+    evaluation = evaluate(knowledge, service.rules, record, unavailable=unavailable)
+    # Silent rules (CDS_SILENT_RULES, `mode: silent`, unreviewed under
+    # CDS_REQUIRE_REVIEWED_RULES) run and are logged, never shown, never supersede.
+    audible = [f for f in evaluation.fired if not _silent(knowledge, settings, f.rule)]
+    silent = [f for f in evaluation.fired if _silent(knowledge, settings, f.rule)]
+    withheld = [(finding, "silent") for finding in resolve_findings(silent, {})]
+    findings = resolve_findings(audible, knowledge.findings)
+    if store is not None and findings:
+        findings = with_reset_facts(knowledge, findings, record)
+        keys = [f.key for f in findings]
+        shown_since = now - longest_interval(findings)
+        feedback_since = now - timedelta(days=settings.suppression_days)
         if isinstance(store, CallStore):  # answers from memory
-            suppressed = store.suppressed_rules(hashed_patient, rule_ids, since)
+            history = store.card_history(hashed_patient, keys, shown_since, feedback_since)
         else:
-            suppressed = await asyncio.to_thread(
-                store.suppressed_rules, hashed_patient, rule_ids, since
+            history = await asyncio.to_thread(
+                store.card_history, hashed_patient, keys, shown_since, feedback_since
             )
-    evaluation = evaluate(
-        knowledge, service.rules, record, suppressed=suppressed, unavailable=unavailable
-    )
-    cards = render_cards(
+        limited = apply_limits(findings, history, now, repeats=settings.repeat_limits)
+        findings = limited.shown
+        withheld += limited.withheld
+    cards = render_findings(
         knowledge,
-        evaluation.fired,
+        findings,
         hook_instance=request.hook_instance,
         patient_id=patient_id,
         base_url=settings.public_base_url,
     )
-    if store is not None and cards:
+    if store is not None:
         shown = [
             ShownCard(
                 card_uuid=card["uuid"],
                 service_id=service.spec.id,
-                rule_id=fired.rule.id,
-                rule_version=fired.rule.version,
+                rule_id=finding.key,
+                rule_version=finding.lead.rule.version,
                 hook=request.hook,
                 hook_instance=request.hook_instance,
                 indicator=card["indicator"],
                 patient_key=hashed_patient,
                 shown_at=now,
+                fingerprint=finding.fingerprint,
             )
-            for card, fired in zip(cards, evaluation.fired, strict=True)
+            for card, finding in zip(cards, findings, strict=True)
+        ]
+        call = CallRecord(
+            hook_instance=request.hook_instance,
+            service_id=service.spec.id,
+            hook=request.hook,
+            patient_key=hashed_patient,
+            cards=len(cards),
+            called_at=now,
+        )
+        held = [
+            WithheldCard(
+                service_id=service.spec.id,
+                rule_id=finding.key,
+                rule_version=finding.lead.rule.version,
+                hook=request.hook,
+                hook_instance=request.hook_instance,
+                indicator=finding.indicator,
+                patient_key=hashed_patient,
+                fingerprint=finding.fingerprint,
+                reason=reason,
+                at=now,
+            )
+            for finding, reason in withheld
         ]
         if isinstance(store, CallStore):  # written just after the response
             store.record_cards(shown)
+            store.record_call(call, held)
         else:
             await asyncio.to_thread(store.record_cards, shown)
+            await asyncio.to_thread(store.record_call, call, held)
     return CallResult(
         cards=cards,
-        fired=evaluation.fired,
+        fired=[finding.lead for finding in findings],
+        findings=findings,
+        withheld=withheld,
         not_evaluated=evaluation.not_evaluated,
         fetched=data.fetched,
         fetch_errors=data.fetch_errors,
         skipped_resources=record.skipped,
     )
+
+
+def _silent(knowledge: Knowledge, settings: Settings, rule: Rule) -> bool:
+    if rule.mode == "silent":
+        return True
+    names = settings.silent_rule_ids
+    if "all" in names or rule.id in names:
+        return True
+    return settings.require_reviewed_rules and not is_reviewed(knowledge, rule)
 
 
 def run_offline(

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each process re-reads suppressing feedback given elsewhere.",
     )
+    repeat_limits: bool = Field(
+        True, description="Hold back a card shown to the patient with the same facts recently."
+    )
+    silent_rules: str = Field(
+        "",
+        description="Comma-separated rule ids, or `all`, evaluated and logged but not shown.",
+    )
+    require_reviewed_rules: bool = Field(
+        False, description="Run rules without a current sign-off silent (the Docker image: true)."
+    )
     patient_hash_key: str = Field(
         "change-me", description="Key for the keyed hash of patient ids in the card log."
     )
@@ -84,6 +94,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cds.sqlite3').resolve()}"
+
+    @cached_property
+    def silent_rule_ids(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.silent_rules.split(",") if r.strip())
 
     @cached_property
     def cors_origin_list(self) -> list[str]:

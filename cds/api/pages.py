@@ -14,6 +14,7 @@ from markupsafe import Markup
 from cds.analytics import rule_feedback_stats
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
 from cds.api.responses import packaged_file
+from cds.burden import burden_report
 from cds.db import SqlStore
 from cds.education import education_index, render_education_html
 from cds.errors import BadRequest, RequestError
@@ -439,6 +440,7 @@ async def analytics(request: Request, since: str = "", until: str = "") -> HTMLR
     knowledge = runtime.knowledge
     window: Window | None = None
     rows = []
+    burden = None
     error = None
     status = 200
     try:
@@ -448,6 +450,9 @@ async def analytics(request: Request, since: str = "", until: str = "") -> HTMLR
                 rule_feedback_stats, runtime.store, window.since, window.until
             )
             rows = feedback_rows(knowledge, stats)
+            burden = await asyncio.to_thread(
+                burden_report, runtime.store.engine, window.since, window.until
+            )
         else:
             error = "This service runs without a database, so there is no feedback to show."
     except RequestError as exc:
@@ -460,6 +465,7 @@ async def analytics(request: Request, since: str = "", until: str = "") -> HTMLR
         form={"since": since[:20], "until": until[:20]},
         window=window,
         rows=rows,
+        burden=burden,
         error=error,
         chart=feedback_chart(rows, window) if rows and window else None,
         series=SERIES,

@@ -9,6 +9,7 @@ from typing import Any
 from cds.cases import CaseResult
 from cds.knowledge import Knowledge
 from cds.pages.logic_words import logic_phrases, valuesets_of_rule
+from cds.rule_review import review_state
 from cds.rules import Case, Rule, ValueSetFile
 
 __all__ = [
@@ -97,7 +98,7 @@ def rule_rows(knowledge: Knowledge) -> list[RuleRow]:
             indicator=rule.card.indicator,
             section=rule.source.section,
             beyond_source=rule.source.beyond_source,
-            review_state=rule.review.state,
+            review_state=review_state(knowledge, rule),
             services=_services_of(knowledge, rule.id),
             cases=len(knowledge.cases.get(rule.id, ())),
         )
@@ -162,6 +163,7 @@ def rule_detail(
     ]
     return {
         "rule": rule,
+        "review_state": review_state(knowledge, rule),
         "inclusion": inclusion,
         "exclusion": exclusion,
         "valuesets": [

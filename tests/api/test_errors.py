@@ -16,7 +16,7 @@ from cds.app import create_app
 from cds.hooks import FeedbackItem
 from cds.knowledge import Knowledge
 from cds.settings import Settings
-from cds.store import ShownCard
+from cds.store import CallRecord, CardHistory, ShownCard, WithheldCard
 from tests.hook_services import service_for
 
 PV = "breast-cancer-followup-patient-view"
@@ -323,6 +323,18 @@ class FailingStore:
     def suppressed_rules(
         self, patient_key: str, rule_ids: Collection[str], since: datetime
     ) -> set[str]:
+        raise self.error
+
+    def card_history(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        raise self.error
+
+    def record_call(self, call: CallRecord, withheld: Sequence[WithheldCard]) -> None:
         raise self.error
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """Two replicas behind nginx, sharing PostgreSQL: the production topology on one machine.
 
 Through nginx, hook calls spread over both replicas; feedback posted to either is stored once
-and reported by both; a JWT replayed at the other replica is rejected; killing one replica
-mid-load loses no feedback that got a 2xx.
+and reported by both; a card shown by one replica is not repeated by the other; a JWT replayed
+at the other replica is rejected; killing one replica mid-load loses no feedback that got a 2xx.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 __all__ = ["postgres_available", "postgres_url"]  # fixtures used by this module
 
 SERVICE = "breast-cancer-followup-patient-view"
+REFRESH_SECONDS = 0.2  # how often each replica re-reads the card history others wrote
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ISS = "https://ehr.scale-out.test"
 KEY = new_ec_key("scale-out-key")
@@ -116,6 +117,7 @@ def cluster(tmp_path: Path, postgres_url: str) -> Iterator[Cluster]:
         "CDS_REQUIRE_JWT": "false",
         "CDS_MIGRATE_ON_START": "true",
         "CDS_DATA_DIR": str(tmp_path / "var"),
+        "CDS_SUPPRESSION_REFRESH_SECONDS": str(REFRESH_SECONDS),
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     nginx: subprocess.Popen[bytes] | None = None
@@ -160,8 +162,10 @@ def _feedback_rows(database_url: str) -> dict[str, int]:
 
 def test_hook_calls_spread_over_both_replicas(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.nginx_url, timeout=10) as http:
-        for _ in range(20):
-            response = http.post(f"/cds-services/{SERVICE}", json=patient_view_request())
+        for n in range(20):
+            # twenty patients: one patient's warning is not repeated within a day
+            body = patient_view_request(patient_id=f"spread-{n}")
+            response = http.post(f"/cds-services/{SERVICE}", json=body)
             assert response.status_code == 200
             assert response.json()["cards"]
     upstreams = {line.split()[0] for line in cluster.access_log.read_text().splitlines()}
@@ -186,6 +190,66 @@ def test_feedback_to_either_replica_is_stored_once_and_reported_by_both(cluster:
         rules = {row["rule_id"]: row for row in report.json()["rules"]}
         rule = card["source"]["topic"]["code"]
         assert rules[rule]["overridden"] == 1, base
+
+
+def test_a_card_shown_by_one_replica_is_not_repeated_by_the_other(cluster: Cluster) -> None:
+    a, b = cluster.replicas["a"], cluster.replicas["b"]
+    patient = f"repeat-{uuid.uuid4()}"
+    first = httpx.post(
+        f"{a}/cds-services/{SERVICE}", json=patient_view_request(patient_id=patient), timeout=10
+    ).json()["cards"]
+    assert [card["indicator"] for card in first] == ["warning"]
+    # B learns what A showed from the database; B itself never showed this card, so a
+    # withheld card at B can only come from the shared log.
+    seen_by_b = f"seen-by-b-{uuid.uuid4()}"
+    shared = False
+    for _ in range(50):
+        if _shown_count(cluster.database_url) >= 1:
+            shared = True
+            break
+        threading.Event().wait(REFRESH_SECONDS)
+    assert shared, "A's card never reached the database"
+    threading.Event().wait(5 * REFRESH_SECONDS)  # B re-reads the log at least once meanwhile
+    second = httpx.post(
+        f"{b}/cds-services/{SERVICE}",
+        json=patient_view_request(hook_instance=seen_by_b, patient_id=patient),
+        timeout=10,
+    ).json()["cards"]
+    assert second == []
+    assert _withheld(cluster.database_url, seen_by_b) == ["repeat"]
+    # another patient at B still gets the card
+    other = httpx.post(
+        f"{b}/cds-services/{SERVICE}",
+        json=patient_view_request(patient_id=f"other-{uuid.uuid4()}"),
+        timeout=10,
+    ).json()["cards"]
+    assert [card["indicator"] for card in other] == ["warning"]
+
+
+def _shown_count(database_url: str) -> int:
+    engine = create_engine("postgresql+psycopg://" + database_url.removeprefix("postgresql://"))
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM shown_cards")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _withheld(database_url: str, hook_instance: str) -> list[str]:
+    engine = create_engine("postgresql+psycopg://" + database_url.removeprefix("postgresql://"))
+    try:
+        for _ in range(50):  # written just after the response
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    text("SELECT reason FROM withheld_cards WHERE hook_instance = :h"),
+                    {"h": hook_instance},
+                ).all()
+            if rows:
+                return [row[0] for row in rows]
+            threading.Event().wait(REFRESH_SECONDS)
+        return []
+    finally:
+        engine.dispose()
 
 
 def test_jwt_replayed_at_the_other_replica_is_rejected(cluster: Cluster) -> None:

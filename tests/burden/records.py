@@ -1,0 +1,80 @@
+"""Small records for the alert-burden tests: one patient with invasive breast cancer since 2019,
+seen on 2026-06-01, plus findings built from the first code of a named value set."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from cds.cases import DEFAULT_PATIENT
+from cds.knowledge import Knowledge
+from cds.offline import request_from_resources
+from cds.service_call import CallResult, run_offline
+from cds.settings import Settings
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+_ACTIVE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+    ]
+}
+
+
+def _coding(knowledge: Knowledge, valueset: str) -> dict[str, str]:
+    code = knowledge.valueset_files[valueset].codes[0]
+    return {"system": code.system, "code": code.code, "display": code.display}
+
+
+def base(knowledge: Knowledge) -> list[dict[str, Any]]:
+    return [
+        copy.deepcopy(DEFAULT_PATIENT),
+        copy.deepcopy(knowledge.fixtures["invasive-breast-cancer-2019"]),
+    ]
+
+
+def condition(knowledge: Knowledge, rid: str, valueset: str, onset: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": _ACTIVE,
+        "code": {"coding": [_coding(knowledge, valueset)]},
+        "subject": {"reference": "Patient/case-patient"},
+        "onsetDateTime": onset,
+    }
+
+
+def observation(
+    knowledge: Knowledge, rid: str, valueset: str, when: str, value: float, unit: str
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [_coding(knowledge, valueset)]},
+        "subject": {"reference": "Patient/case-patient"},
+        "effectiveDateTime": when,
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }
+
+
+def call(
+    knowledge: Knowledge,
+    resources: list[dict[str, Any]],
+    *,
+    hook: str = "patient-view",
+    settings: Settings | None = None,
+    now: datetime = NOW,
+    hook_instance: str = "burden-test",
+) -> CallResult:
+    """Every service of ``hook`` on the record; one result (one service per hook here)."""
+    (service,) = knowledge.services_for(hook)
+    body = request_from_resources(
+        resources, service.prefetch, hook=hook, hook_instance=hook_instance
+    )
+    return run_offline(service, body, knowledge=knowledge, now=now, settings=settings)

@@ -5,6 +5,7 @@
     CdsError
     ├── KnowledgeError          knowledge/ or cards/ is invalid: the service refuses to start
     ├── ConfigurationError      a setting or a configuration file is invalid: refuses to start
+    │   └── SettingError        one CDS_* variable (or the database it names): one line
     └── RequestError            something about one call; mapped to an HTTP status in cds.app
         ├── BadRequest          400: malformed JSON or a body of the wrong shape
         ├── Unauthorized        401: missing or invalid client JWT (never says why)
@@ -31,6 +32,7 @@ __all__ = [
     "PrefetchUnavailable",
     "RequestError",
     "ServiceUnavailable",
+    "SettingError",
     "Unauthorized",
     "UnknownService",
     "UnsupportedMedia",
@@ -55,6 +57,15 @@ class ConfigurationError(CdsError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class SettingError(ConfigurationError):
+    """A ``CDS_*`` variable holds a value that is not allowed, or the service it names does not
+    answer. The message is one line naming the variable, the value and what is allowed."""
+
+    def __init__(self, message: str) -> None:
+        self.problems = [message]
+        CdsError.__init__(self, message)
 
 
 class RequestError(CdsError):

@@ -80,23 +80,21 @@ def test_suggestion_opens_from_the_keyboard(page: Page) -> None:
     expect(_rule_card(page).locator(".suggestion__detail").first).to_be_visible()
 
 
-def test_accept_sends_feedback_that_shows_on_analytics(page: Page, artifacts: Path) -> None:
-    shown, accepted, _ = _feedback_numbers(page)
+def test_accept_sends_feedback_that_stays_out_of_the_analytics(page: Page, artifacts: Path) -> None:
+    before = _feedback_numbers(page)
     _open_warning_card(page)
     card = _rule_card(page)
     card.locator(".suggestion__toggle").first.click()
     card.locator(".js-accept").first.click()
     expect(card.locator(".feedback-status")).to_have_text("Accepted. Feedback recorded.")
     expect(card).to_have_attribute("data-feedback", "accepted")
-    after = _feedback_numbers(page)
-    assert after[0] == shown + 1
-    assert after[1] == accepted + 1
-    expect(page.locator("svg.chart rect.bar--accepted").first).to_be_visible()
+    # The preview's cards and their feedback live in its own store, never in the card log.
+    assert _feedback_numbers(page) == before
     page.screenshot(path=artifacts / "analytics.png", full_page=True)
 
 
 def test_dismiss_with_reason(page: Page) -> None:
-    _, _, overridden = _feedback_numbers(page)
+    before = _feedback_numbers(page)
     _open_warning_card(page)
     card = _rule_card(page)
     reason = card.locator("select[name=reason]")
@@ -107,10 +105,7 @@ def test_dismiss_with_reason(page: Page) -> None:
     card.get_by_role("button", name="Dismiss with reason").click()
     expect(card.locator(".feedback-status")).to_contain_text("Not clinically relevant")
     expect(card).to_have_attribute("data-feedback", "overridden")
-    assert _feedback_numbers(page)[2] == overridden + 1
-    expect(page.locator(f'tr[data-rule-id="{RULE}"]')).to_contain_text(
-        "Not clinically relevant for this patient"
-    )
+    assert _feedback_numbers(page) == before  # the preview stays out of the analytics
 
 
 def test_knowledge_rule_page(page: Page, knowledge: Knowledge, artifacts: Path) -> None:

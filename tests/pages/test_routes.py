@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from cds.cases import run_case
 from cds.knowledge import Knowledge
+from cds.offline import bundle_resources, request_from_resources
+from cds.scenarios import example_patients
 from cds.settings import Settings
 
 WARNING_PATIENT = "scenario:breast-cancer-new-back-pain"
@@ -351,18 +355,31 @@ def test_rule_page_shows_logic_value_sets_and_case_results(
     assert f"{passing} of {len(cases)} cases pass right now" in html
 
 
-def test_accepted_and_overridden_feedback_shows_on_analytics(client: TestClient) -> None:
-    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
-    accepted_card, service = _card_uuids(html)[0]
-    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
-    overridden_card, _ = _card_uuids(html)[0]
+def _hook_card_uuids(client: TestClient, knowledge: Knowledge) -> list[tuple[str, str]]:
+    """(card uuid, service id) of the cards a real hook call for the warning patient gets."""
+    scenario = next(s for s in example_patients() if f"scenario:{s.id}" == WARNING_PATIENT)
+    found = []
+    for service in knowledge.services_for("patient-view"):
+        body = request_from_resources(
+            bundle_resources(scenario.bundle),
+            service.prefetch,
+            hook="patient-view",
+            hook_instance=str(uuid.uuid4()),
+        )
+        response = client.post(f"/cds-services/{service.spec.id}", json=body)
+        assert response.status_code == 200, response.text
+        found += [(card["uuid"], service.spec.id) for card in response.json()["cards"]]
+    return found
+
+
+def _feedback_on(accepted_card: str, overridden_card: str) -> dict[str, Any]:
     stamp = datetime.now(UTC).isoformat()
     reason = {
         "system": "urn:cds:breast-cancer-followup:override-reason",
         "code": "patient-declined",
         "display": "Patient declined",
     }
-    feedback = {
+    return {
         "feedback": [
             {"card": accepted_card, "outcome": "accepted", "outcomeTimestamp": stamp},
             {
@@ -373,14 +390,46 @@ def test_accepted_and_overridden_feedback_shows_on_analytics(client: TestClient)
             },
         ]
     }
-    assert client.post(f"/cds-services/{service}/feedback", json=feedback).status_code == 200
-    html = client.get("/analytics").text
+
+
+def _rule_row(html: str) -> dict[str, str] | None:
     row = re.search(rf'<tr data-rule-id="{RULE}">(.*?)</tr>', html, re.DOTALL)
-    assert row is not None
-    cells = dict(re.findall(r'<td class="num (\w+)">(\d+)</td>', row.group(1)))
-    assert cells == {"shown": "2", "accepted": "1", "overridden": "1"}
-    assert "Patient declined (1)" in row.group(1)
+    if row is None:
+        return None
+    return dict(re.findall(r'<td class="num (\w+)">(\d+)</td>', row.group(1)))
+
+
+def test_accepted_and_overridden_feedback_shows_on_analytics(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    accepted_card, service = _hook_card_uuids(client, knowledge)[0]
+    overridden_card, _ = _hook_card_uuids(client, knowledge)[0]
+    response = client.post(
+        f"/cds-services/{service}/feedback", json=_feedback_on(accepted_card, overridden_card)
+    )
+    assert response.status_code == 200
+    html = client.get("/analytics").text
+    assert _rule_row(html) == {"shown": "2", "accepted": "1", "overridden": "1"}
+    assert "Patient declined (1)" in html
     assert 'class="bar bar--accepted"' in html
+
+
+def test_preview_cards_and_their_feedback_stay_out_of_the_card_log(client: TestClient) -> None:
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    accepted_card, service = _card_uuids(html)[0]
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    overridden_card, _ = _card_uuids(html)[0]
+    feedback = _feedback_on(accepted_card, overridden_card)
+    response = client.post(f"/cds-services/{service}/feedback", json=feedback)
+    assert response.status_code == 200  # the preview page's buttons still get an answer
+    assert response.json() == {"received": 2, "new": 2}
+    assert _rule_row(client.get("/analytics").text) is None
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM shown_cards")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM feedback")).scalar() == 0
+    held = runtime.preview_store.feedback_for(overridden_card)
+    assert [f.outcome for f in held] == ["overridden"]
 
 
 @pytest.mark.parametrize(

@@ -46,13 +46,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from cds.http_guard import GuardedHttpToolsProtocol
     from cds.trusted_clients import configured_trusted_clients
 
-    settings = _with_own_base_url(settings, args.host, args.port)
+    port: int = settings.port if args.port is None else args.port
+    settings = _with_own_base_url(settings, args.host, port)
     settings.refuse_unsafe_defaults()
     knowledge = _load(settings)  # fail fast, with the problems listed, before uvicorn starts
     configured_trusted_clients(settings)
     store = _open_database(settings, knowledge)  # one line and exit 2 when it does not answer
     print(
-        f"CDS Hooks discovery: http://{args.host}:{args.port}/cds-services",
+        f"CDS Hooks discovery: http://{args.host}:{port}/cds-services",
         file=sys.stderr,
         flush=True,
     )
@@ -77,7 +78,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         app,
         factory=args.workers != 1,
         host=args.host,
-        port=args.port,
+        port=port,
         workers=args.workers,
         log_level="warning",
         access_log=False,
@@ -395,7 +396,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the CDS Hooks service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, help="default: CDS_PORT, else 8080")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--graceful-seconds", type=int, default=20, help="time in-flight calls get on SIGTERM"

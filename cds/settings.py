@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         description="The URL EHRs use to reach us; JWT `aud` and links are built from it. "
         "Unset, `cds serve` builds it from its own --host and --port.",
     )
+    port: int = Field(
+        8080, ge=1, le=65535, description="The port `cds serve` listens on, unless --port."
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest request body accepted."
     )

@@ -2,7 +2,8 @@
 
 PostgreSQL: a loopback TCP proxy stands between `cds serve` and the server, and is cut in the
 middle of a stream of hook calls. SQLite: the database file stops growing (SQLite's page limit,
-the same SQLITE_FULL a full disk gives). Either way hook calls keep answering with cards (the
+the same SQLITE_FULL a full disk gives), or refuses every write as a read-only one would.
+Either way hook calls keep answering with cards (the
 card log keeps them in memory), feedback is a 503 OperationOutcome (never a 2xx for data not
 stored), /readyz is not ready; when the database is back everything recovers without a
 restart, and the cards shown during the outage reach the card log.
@@ -180,7 +181,8 @@ def sqlite_app(tmp_path: Path, knowledge: Knowledge) -> Iterator[TestClient]:
         yield client
 
 
-def test_sqlite_full_mid_load_and_back(sqlite_app: TestClient) -> None:
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_sqlite_full_or_read_only_mid_load_and_back(sqlite_app: TestClient, fault: str) -> None:
     runtime = sqlite_app.app.state.runtime  # type: ignore[attr-defined]
     engine = runtime.store.engine
     shown = _call(sqlite_app)
@@ -188,8 +190,11 @@ def test_sqlite_full_mid_load_and_back(sqlite_app: TestClient) -> None:
 
     def no_growth(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        pages = cursor.execute("PRAGMA page_count").fetchone()[0]
-        cursor.execute(f"PRAGMA max_page_count = {pages}")  # a full disk, as SQLite sees it
+        if fault == "full":  # a full disk, as SQLite sees it (SQLITE_FULL)
+            pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+        else:  # every write refused (SQLITE_READONLY), reads still answered
+            cursor.execute("PRAGMA query_only = ON")
         cursor.close()
 
     event.listen(engine, "connect", no_growth)

@@ -6,16 +6,28 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest bench bench-profile clean
+.PHONY: run test lint typecheck pytest bench bench-profile lock clean
 
-$(STAMP): pyproject.toml
+# The pinned versions of requirements-dev.lock (test, lint and e2e extras), then the package.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Development defaults: any browser origin, and the public CDS Hooks Sandbox as a trusted client.
+# Re-resolve both lock files from pyproject.toml: requirements.lock (the image's runtime
+# dependencies, with hashes) and requirements-dev.lock (everything a developer and CI use).
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_TARGET) --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --extra e2e $(LOCK_TARGET) \
+	  -o requirements-dev.lock
+
+# Development defaults: any browser origin, the public CDS Hooks Sandbox as a trusted client,
+# and the operator's pages (preview, analytics) on.
 run: $(STAMP)
+	CDS_PAGES="$${CDS_PAGES-on}" \
 	CDS_CORS_ORIGINS="$${CDS_CORS_ORIGINS-*}" \
 	CDS_TRUSTED_CLIENTS_FILE="$${CDS_TRUSTED_CLIENTS_FILE-examples/trusted-clients.sandbox.yaml}" \
 	$(BIN)/cds serve --host $(HOST) --port $(PORT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -32,14 +33,18 @@ from cds.jwks_cache import JwksCache
 from cds.knowledge import Knowledge, load_knowledge
 from cds.metrics import MeasuredTransport
 from cds.outcome import operation_outcome
+from cds.preview_store import PreviewStore
 from cds.runtime import Runtime
-from cds.settings import Settings
+from cds.settings import Settings, load_settings
 from cds.store import Store
 from cds.trusted_clients import TrustedClient, configured_trusted_clients
 
-__all__ = ["create_app", "request_error_response"]
+__all__ = ["OPERATOR_PAGES", "create_app", "knowledge_version", "request_error_response"]
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+# The operator's pages, served only with CDS_PAGES on. The education and knowledge pages (and
+# their stylesheet) stay: every card links to them.
+OPERATOR_PAGES = frozenset({"/", "/preview", "/analytics", "/analytics/feedback"})
 
 
 def create_app(
@@ -50,18 +55,23 @@ def create_app(
     use_database: bool = True,
 ) -> FastAPI:
     """Build the app. Knowledge is loaded (and validated) here, so bad knowledge fails start-up."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings.log_level)
     knowledge = knowledge or load_knowledge(
         settings.knowledge_dir, settings.cards_dir, site_terminology=settings.terminology_dir
     )
-    runtime = Runtime(settings=settings, knowledge=knowledge, store=store)
+    suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
+    runtime = Runtime(
+        settings=settings,
+        knowledge=knowledge,
+        store=store,
+        preview_store=PreviewStore(suppressing),
+    )
     trusted = configured_trusted_clients(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         units.warm()  # the UCUM registry, built once per process, not in the first call
-        suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
         if runtime.store is None and use_database:
             runtime.store = open_store(settings, suppressing)
         if isinstance(runtime.store, SqlStore):
@@ -69,6 +79,7 @@ def create_app(
                 runtime.store,
                 window_days=settings.suppression_days,
                 refresh_seconds=settings.suppression_refresh_seconds,
+                on_drop=runtime.metrics.card_log_dropped.inc,
             )
             runtime.call_store.start()
         runtime.fhir_transport = MeasuredTransport(
@@ -78,9 +89,11 @@ def create_app(
         if trusted is not None:
             jwks_http = httpx.AsyncClient(follow_redirects=False)
             runtime.verifier = _verifier(settings, trusted, jwks_http, runtime.store)
+        logger.info("started", extra={"fields": _start_fields(runtime, store=runtime.store)})
         try:
             yield
         finally:
+            logger.info("stopping", extra={"fields": {"version": __version__}})
             await runtime.fhir_transport.aclose()
             if jwks_http is not None:
                 await jwks_http.aclose()
@@ -89,6 +102,7 @@ def create_app(
                 runtime.call_store = None
             if runtime.store is not None:
                 runtime.store.close()
+            logger.info("stopped", extra={"fields": {"version": __version__}})
 
     app = ServiceApp(
         title="Breast cancer follow-up CDS Hooks service",
@@ -99,15 +113,18 @@ def create_app(
         default_response_class=FhirJSONResponse,
         docs_url=None,  # FastAPI's pages load from a CDN; cds.api.api_docs serves them offline
         redoc_url=None,
+        # POST /cds-services/x/ is a 404, not a 307 with an empty body a client may not follow.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     install_openapi(app)  # errors as OperationOutcomes, parsed bodies, the client JWT
     # Every CDS Hooks route, discovery included, authenticates the client (see client_auth).
     app.include_router(hooks_routes.router, dependencies=[Depends(authenticate_client)])
     app.include_router(health.router)
-    app.include_router(pages.router)
+    app.include_router(_pages_router(pages.router, settings.pages))
     app.include_router(api_docs.router)
-    app.include_router(analytics_routes.router)
+    if settings.pages:
+        app.include_router(analytics_routes.router)
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)
         app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
@@ -125,6 +142,39 @@ def create_app(
     app.hook_calls = hook_calls
     _install_error_handlers(app)
     return app
+
+
+def _pages_router(router: APIRouter, operator_pages: bool) -> APIRouter:
+    """The page routes, less the operator's pages when ``CDS_PAGES`` is off."""
+    if operator_pages:
+        return router
+    kept = APIRouter()
+    kept.routes.extend(
+        route for route in router.routes if getattr(route, "path", None) not in OPERATOR_PAGES
+    )
+    return kept
+
+
+def knowledge_version(knowledge: Knowledge) -> str:
+    """A short digest of every rule's id and version: two services with the same value serve
+    the same rules."""
+    text = "\n".join(
+        f"{rule_id}@{rule.version}" for rule_id, rule in sorted(knowledge.rules.items())
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _start_fields(runtime: Runtime, *, store: Store | None) -> dict[str, Any]:
+    settings = runtime.settings
+    return {
+        "version": __version__,
+        "knowledgeVersion": knowledge_version(runtime.knowledge),
+        "rules": len(runtime.knowledge.rules),
+        "database": settings.database_backend if store is not None else "none",
+        "url": settings.public_base_url,
+        "pages": settings.pages,
+        "metrics": settings.metrics_enabled,
+    }
 
 
 def _cors_options(settings: Settings) -> dict[str, Any]:

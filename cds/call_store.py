@@ -8,6 +8,11 @@
   response instead of before it. A crash can lose the last moments of the card log; feedback
   is still committed before its 2xx, and pending cards are written before any feedback is, so
   feedback always finds the card it is about.
+- **A database outage** does not stop hook calls: cards that could not be written stay queued
+  (at most ``max_pending``; beyond that the oldest are dropped and counted through
+  ``on_drop``) and are written once the database answers again, tried every
+  ``retry_seconds``. Meanwhile feedback fails at once with :class:`ServiceUnavailable` (a 503),
+  since the cards it is about cannot be written before it, and :attr:`failing` is true.
 
 Everything else (feedback, readiness, analytics) goes to the :class:`~cds.db.SqlStore` as before.
 """
@@ -17,11 +22,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cds.calllog import logger
+from cds.errors import ServiceUnavailable
 from cds.hooks import FeedbackItem
 from cds.store import CallRecord, CardHistory, ShownCard, WithheldCard
 
@@ -71,6 +77,9 @@ class CallStore:
         batch_size: int = 500,
         linger_seconds: float = 0.1,
         history_days: int = 366,
+        max_pending: int = 20_000,
+        retry_seconds: float = 1.0,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
@@ -97,6 +106,11 @@ class CallStore:
         self._history_lock = threading.Lock()  # record_cards adds while a refresh copies
         self._events: deque[tuple[CallRecord, Sequence[WithheldCard]]] = deque()
         self._events_lock = threading.Lock()
+        self.max_pending = max_pending
+        self.retry_seconds = retry_seconds
+        self._on_drop = on_drop
+        self.failing = False  # the last card log write failed; cleared by the next success
+        self.dropped = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -170,16 +184,30 @@ class CallStore:
         with self._condition:
             self._queue.extend(cards)
             self._queued += len(cards)
-            if len(self._queue) >= self.batch_size:
+            self._drop_overflow()
+            if len(self._queue) >= self.batch_size and not self.failing:
                 self._condition.notify_all()
 
     def save_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
     ) -> int:
-        """Blocking: queued cards first, then the feedback, then the suppression index."""
+        """Blocking: queued cards first, then the feedback, then the suppression index.
+
+        Raises :class:`ServiceUnavailable` while the card log cannot be written."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         self.flush()
-        stored = self.store.save_feedback(service_id, items, received_at)
-        self.refresh()
+        if self.failing:
+            self._write_pending()  # the database may be back before the writer's next try
+        if self.failing:
+            raise ServiceUnavailable("the database is not reachable; the feedback was not stored")
+        try:
+            stored = self.store.save_feedback(service_id, items, received_at)
+        except SQLAlchemyError:
+            raise ServiceUnavailable(
+                "the database is not reachable; the feedback was not stored"
+            ) from None
+        self._refresh_logged()
         return stored
 
     # --- the writer thread ----------------------------------------------------------------------
@@ -193,7 +221,9 @@ class CallStore:
             if self._thread is None or not self._thread.is_alive():
                 waited = False
             else:
-                waited = self._condition.wait_for(lambda: self._handled >= target, timeout)
+                waited = self._condition.wait_for(
+                    lambda: self._handled >= target or self.failing, timeout
+                )
         if not waited:
             self._write_pending()
         self._write_events()  # calls and withheld cards queued before this flush
@@ -203,15 +233,16 @@ class CallStore:
             # A call does not wake this thread: waking it hands it the GIL in the middle of
             # the calls. It looks every ``linger_seconds`` and writes what gathered, at once.
             with self._condition:
+                linger = self.retry_seconds if self.failing else self.linger_seconds
                 self._condition.wait_for(
                     lambda: (
-                        self._stopping or self._flush_wanted or len(self._queue) >= self.batch_size
+                        self._stopping
+                        or self._flush_wanted
+                        or (len(self._queue) >= self.batch_size and not self.failing)
                     ),
-                    timeout=max(
-                        0.0, min(self.linger_seconds, self._next_refresh - time.monotonic())
-                    ),
+                    timeout=max(0.0, min(linger, self._next_refresh - time.monotonic())),
                 )
-                if self._stopping and not self._queue:
+                if self._stopping and (not self._queue or self.failing):
                     return
                 self._flush_wanted = False
             self._write_pending()
@@ -229,12 +260,22 @@ class CallStore:
                 return
             try:
                 self.store.record_cards(batch)
-            except Exception as exc:  # the database is down: log the loss, keep serving
-                logger.error(
-                    "card log write failed",
-                    extra={"fields": {"error": type(exc).__name__, "cards": len(batch)}},
-                )
+            except Exception as exc:  # the database is down: keep the cards, keep serving
+                with self._condition:
+                    if not self.failing:
+                        logger.error(
+                            "card log write failed; cards are kept and retried",
+                            extra={"fields": {"error": type(exc).__name__}},
+                        )
+                    self.failing = True
+                    self._queue.extendleft(reversed(batch))
+                    self._drop_overflow()
+                    self._condition.notify_all()
+                return
             with self._condition:
+                if self.failing:
+                    logger.info("card log writes resumed", extra={"fields": {}})
+                self.failing = False
                 self._handled += len(batch)
                 self._condition.notify_all()
 
@@ -259,6 +300,18 @@ class CallStore:
                     "call log write failed",
                     extra={"fields": {"error": type(exc).__name__, "calls": len(batch)}},
                 )
+
+    def _drop_overflow(self) -> None:
+        """Drop the oldest queued cards beyond ``max_pending`` (the condition is held)."""
+        excess = len(self._queue) - self.max_pending
+        if excess <= 0:
+            return
+        for _ in range(excess):
+            self._queue.popleft()
+        self._handled += excess
+        self.dropped += excess
+        if self._on_drop is not None:
+            self._on_drop(excess)
 
     # --- the suppression index ------------------------------------------------------------------
 

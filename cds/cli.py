@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -15,12 +17,12 @@ import orjson
 from pydantic import ValidationError
 
 from cds import __version__
-from cds.errors import BadRequest, CdsError, ConfigurationError, RequestError
+from cds.errors import BadRequest, CdsError, ConfigurationError, RequestError, SettingError
 from cds.hooks import HOOKS
 from cds.knowledge import Knowledge, Service, load_knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
 from cds.service_call import run_offline
-from cds.settings import Settings
+from cds.settings import Settings, load_settings
 
 __all__ = ["main"]
 
@@ -49,10 +51,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from cds.http_guard import GuardedHttpToolsProtocol
     from cds.trusted_clients import configured_trusted_clients
 
+    port: int = settings.port if args.port is None else args.port
+    settings = _with_own_base_url(settings, args.host, port)
+    settings.refuse_unsafe_defaults()
     knowledge = _load(settings)  # fail fast, with the problems listed, before uvicorn starts
     configured_trusted_clients(settings)
+    store = _open_database(settings, knowledge)  # one line and exit 2 when it does not answer
     print(
-        f"CDS Hooks discovery: http://{args.host}:{args.port}/cds-services",
+        f"CDS Hooks discovery: http://{args.host}:{port}/cds-services",
         file=sys.stderr,
         flush=True,
     )
@@ -61,13 +67,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers == 1:
         from cds.app import create_app
 
-        app = create_app(settings, knowledge=knowledge)
+        app = create_app(settings, knowledge=knowledge, store=store)
         _freeze_long_lived_objects()
+    else:
+        if store is not None:
+            store.close()  # checked and migrated once here; each worker opens its own
+        from cds.metrics import use_multiprocess_metrics
+
+        use_multiprocess_metrics()
+    # uvicorn re-raises a SIGTERM it handled once it has shut down, which would end this
+    # process with 143; with this handler in place that raise is a plain exit 0, as with
+    # several workers (whose supervisor returns 0).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         app,
         factory=args.workers != 1,
         host=args.host,
-        port=args.port,
+        port=port,
         workers=args.workers,
         log_level="warning",
         access_log=False,
@@ -76,6 +92,42 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         http=GuardedHttpToolsProtocol,  # caps the size and time of a request head
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _with_own_base_url(settings: Settings, host: str, port: int) -> Settings:
+    """Without ``CDS_PUBLIC_BASE_URL``, the URL this server listens on: card links, pages and the
+    JWT audience then name the port actually served. Workers read it from the environment."""
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    base_url = f"http://{shown}:{port}"
+    os.environ["CDS_PUBLIC_BASE_URL"] = base_url
+    return settings.model_copy(update={"public_base_url": base_url})
+
+
+def _open_database(settings: Settings, knowledge: Knowledge) -> Any:
+    """The store, opened (and migrated) before uvicorn starts, so that a database that does
+    not answer is one line and a non-zero exit instead of a traceback from the lifespan."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cds.db import open_store
+    from cds.errors import SettingError
+
+    suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
+    try:
+        return open_store(settings, suppressing)
+    except (SQLAlchemyError, OSError) as exc:
+        variable = "CDS_DATABASE_URL" if settings.database_url else "CDS_DATA_DIR"
+        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise SettingError(
+            f"the {settings.database_backend} database named by {variable} does not answer: "
+            f"{first_line}"
+        ) from None
 
 
 SERVE_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
@@ -101,7 +153,9 @@ def served_app() -> Any:
     """The app of one of several `cds serve` workers (a uvicorn factory)."""
     from cds.app import create_app
 
-    app = create_app()
+    settings = load_settings()
+    settings.refuse_unsafe_defaults()
+    app = create_app(settings)
     _freeze_long_lived_objects()
     return app
 
@@ -423,6 +477,15 @@ def _db_current(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if current == head else 1
 
 
+@_command("secrets generate")
+def _secrets_generate(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    # 32 random bytes (256 bits), URL-safe: fit for CDS_PATIENT_HASH_KEY in a shell or a Secret.
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
 @_command("feedback report")
 def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
     from cds.analytics import report_window, rule_feedback_stats
@@ -514,6 +577,16 @@ def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help texts end with their default, unless there is none (the help then says where the
+    value comes from)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``error: ...`` and exit status 2.
 
@@ -533,10 +606,10 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the CDS Hooks service",
         description="Run the CDS Hooks service. Other settings come from CDS_* variables.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=int, help="port to listen on (default: CDS_PORT, else 8080)")
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (each loads the knowledge)"
     )
@@ -606,6 +679,10 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
     dsub.add_parser("current", help="print the schema revision; exit 1 when behind")
 
+    secrets_parser = sub.add_parser("secrets", help="make secrets for the settings")
+    ssub = secrets_parser.add_subparsers(dest="secrets_command", required=True)
+    ssub.add_parser("generate", help="print a random key fit for CDS_PATIENT_HASH_KEY")
+
     feedback = sub.add_parser("feedback", help="what clinicians did with the cards")
     fsub = feedback.add_subparsers(dest="feedback_command", required=True)
     report = fsub.add_parser("report", help="per rule: shown, accepted, overridden, reasons")
@@ -630,9 +707,11 @@ def _one_line(exc: BaseException) -> str:
     """What a user error says, on one line."""
     if isinstance(exc, RequestError):
         return exc.diagnostics
+    if isinstance(exc, SettingError):  # already one line naming the variable
+        return str(exc)
     problems = getattr(exc, "problems", None)
     if isinstance(problems, list) and problems:
-        head = str(exc).split(":", 1)[0]
+        head = str(exc).split(":\n", 1)[0]
         return f"{head}: " + "; ".join(str(p) for p in problems)
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -650,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if action:
         name = f"{name} {action}"
     try:
-        return _COMMANDS[name](args, Settings())
+        return _COMMANDS[name](args, load_settings())
     except (CdsError, OSError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@
     ├── KnowledgeError          knowledge/ or cards/ is invalid: the service refuses to start
     ├── ConfigurationError      a setting or a configuration file is invalid: refuses to start
     ├── TerminologyImportError  `cds terminology import`: the folder is not a readable release
+    │   └── SettingError        one CDS_* variable (or the database it names): one line
     └── RequestError            something about one call; mapped to an HTTP status in cds.app
         ├── BadRequest          400: malformed JSON or a body of the wrong shape
         ├── Unauthorized        401: missing or invalid client JWT (never says why)
@@ -32,6 +33,7 @@ __all__ = [
     "PrefetchUnavailable",
     "RequestError",
     "ServiceUnavailable",
+    "SettingError",
     "TerminologyImportError",
     "Unauthorized",
     "UnknownService",
@@ -61,6 +63,15 @@ class ConfigurationError(CdsError):
 
 class TerminologyImportError(CdsError):
     """A terminology release folder given to `cds terminology import` cannot be read."""
+
+
+class SettingError(ConfigurationError):
+    """A ``CDS_*`` variable holds a value that is not allowed, or the service it names does not
+    answer. The message is one line naming the variable, the value and what is allowed."""
+
+    def __init__(self, message: str) -> None:
+        self.problems = [message]
+        CdsError.__init__(self, message)
 
 
 class RequestError(CdsError):

@@ -12,6 +12,12 @@ The transport is deliberately narrow, because the FHIR client is its only user: 
 answer whole (FHIR JSON), never follows redirects, and turns aiohttp's failures into the httpx
 exceptions the client already tells apart (a timeout, or a failure to connect or read).
 
+It reads the body as it arrives and undoes a gzip or deflate Content-Encoding itself, counting
+both the bytes received and the bytes they decompress to: an answer past ``max_body_bytes``
+either way ends at that point with :class:`~cds.errors.FhirServerError` (``too-large``), so a
+small gzip bomb cannot grow into gigabytes in memory (1 MB of zeros gzips to about 1 KB). A
+body that trickles in forever is ended by the call's FHIR time budget (the caller's timeout).
+
 aiohttp is imported in a background thread when the transport is made (at start-up), not
 before: it is a tenth of a second of start-up that only calls without prefetch need. A call
 that needs it sooner waits on the import lock until the import is done.
@@ -26,16 +32,29 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from cds.body_limit import BodyLimit, BodyTooLarge, BodyUndecodable
+from cds.errors import FhirServerError
+
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["MAX_BODY_BYTES", "AiohttpTransport"]
+
+MAX_BODY_BYTES = 64 * 1024 * 1024  # the largest FHIR answer read, sent or decompressed
+_CHUNK = 64 * 1024
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests with one :class:`aiohttp.ClientSession`, opened on first use."""
 
-    def __init__(self, *, max_connections: int, keepalive_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        keepalive_seconds: float = 15.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self._max_body_bytes = max_body_bytes
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
@@ -76,9 +95,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeout,
             ) as answer:
-                content = await answer.read()
                 status = answer.status
-                headers = answer.raw_headers
+                content = await self._read(answer)
+                # The body is decoded here: httpx must not decode it again.
+                headers = [
+                    (name, value)
+                    for name, value in answer.raw_headers
+                    if name.lower() not in (b"content-encoding", b"content-length")
+                ]
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc), request=request) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -87,8 +111,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc), request=request) from exc
         except aiohttp.ClientError as exc:
             raise httpx.ReadError(str(exc), request=request) from exc
-        # The body as sent: httpx decodes any Content-Encoding, as it would have.
-        return httpx.Response(status, headers=list(headers), content=content, request=request)
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+        try:
+            limit = BodyLimit(answer.headers.get("Content-Encoding"), self._max_body_bytes)
+            async for chunk in answer.content.iter_chunked(_CHUNK):
+                limit.feed(chunk)
+            return limit.body()
+        except BodyTooLarge:
+            raise FhirServerError(
+                "the FHIR server's answer is too large", kind="too-large"
+            ) from None
+        except BodyUndecodable as exc:
+            raise FhirServerError(f"the FHIR server's answer {exc}", kind="invalid-json") from None
 
     async def aclose(self) -> None:
         if self._session is not None:

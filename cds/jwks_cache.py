@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 
+from cds.body_limit import BodyLimit
 from cds.calllog import logger
 from cds.errors import Unauthorized
 
@@ -114,7 +115,9 @@ class JwksCache:
         min_refresh_seconds: float,
         max_age_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        fetch_seconds: float = 5.0,
     ) -> None:
+        self._fetch_seconds = fetch_seconds
         self._http = http
         self._min_refresh = min_refresh_seconds
         self._max_age = max_age_seconds
@@ -154,8 +157,11 @@ class JwksCache:
     async def _refresh(self, url: str, entry: _CachedSet, now: float) -> None:
         self.fetches += 1
         try:
-            keys = parse_jwk_set(await self._download(url))
-        except (httpx.HTTPError, ValueError, orjson.JSONDecodeError) as exc:
+            # The whole fetch within fetch_seconds: a body that trickles in forever ends too.
+            async with asyncio.timeout(self._fetch_seconds):
+                document = await self._download(url)
+            keys = parse_jwk_set(document)
+        except (httpx.HTTPError, ValueError, orjson.JSONDecodeError, TimeoutError) as exc:
             # Keep whatever keys we had: a JWKS outage must not lock out a known client.
             logger.warning(
                 "JWK Set fetch failed",
@@ -166,14 +172,15 @@ class JwksCache:
         entry.fetched_at = now
 
     async def _download(self, url: str) -> Any:
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         async with self._http.stream(
-            "GET", url, headers={"Accept": "application/json"}, timeout=5.0
+            "GET", url, headers=headers, timeout=self._fetch_seconds
         ) as response:
             if response.status_code != 200:
                 raise ValueError(f"the JWK Set URL answered {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > _MAX_JWKS_BYTES:
-                    raise ValueError("the JWK Set is too large")
-        return orjson.loads(bytes(body))
+            # Raw bytes, decoded here within the limit (aiter_bytes would decode each chunk
+            # whole first): a gzip bomb ends at 256 KB, received or decompressed.
+            body = BodyLimit(response.headers.get("Content-Encoding"), _MAX_JWKS_BYTES)
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+        return orjson.loads(body.body())

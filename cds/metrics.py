@@ -5,11 +5,20 @@ knowledge, "unknown" otherwise), HTTP status, rule id, indicator, error kinds an
 rejection reasons. Never a patient, user, token, card uuid or hookInstance.
 
 Each app owns its registry, so several apps in one process (tests) do not collide.
+
+With several workers (``cds serve --workers N``) the counters live in prometheus-client's
+multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by ``cds serve`` before the workers
+start), and a scrape answered by any worker sums every worker's counters. Process metrics
+(``process_*``: memory, CPU, open files) are those of the process that answers the scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -18,11 +27,28 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE", "MeasuredTransport", "Metrics"]
+__all__ = ["CONTENT_TYPE", "MeasuredTransport", "Metrics", "use_multiprocess_metrics"]
+
+_MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def use_multiprocess_metrics() -> str:
+    """Point worker processes started after this call at one fresh multiprocess directory
+    (removed when this process exits); returns it. prometheus-client reads the variable when
+    a worker imports it, so it must be set before the workers start."""
+    directory = os.environ.get(_MULTIPROCESS_DIR)
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="cds-metrics-")
+        os.environ[_MULTIPROCESS_DIR] = directory
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
 
 # The classic text format every scraper understands (what prometheus-client's own server sends).
 CONTENT_TYPE: str = CONTENT_TYPE_PLAIN_0_0_4
@@ -73,6 +99,15 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Memory, CPU and open files of this process (Linux /proc), kept apart: with several
+        # workers the multiprocess files hold counters and histograms only.
+        self._process = CollectorRegistry()
+        ProcessCollector(registry=self._process)
+        self.card_log_dropped = Counter(
+            "cds_card_log_dropped",
+            "Shown cards left out of the card log: the database was down and the buffer full.",
+            registry=self.registry,
+        )
         self.jwt_rejections = Counter(
             "cds_jwt_rejections",
             "Requests refused with 401, by reason.",
@@ -89,8 +124,12 @@ class Metrics:
             self.fhir_errors.labels(kind).inc()
 
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format: every worker's counters, this process's process_*."""
+        registry = self.registry
+        if os.environ.get(_MULTIPROCESS_DIR):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry) + generate_latest(self._process)
 
 
 class MeasuredTransport(httpx.AsyncBaseTransport):

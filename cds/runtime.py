@@ -10,6 +10,7 @@ from cds.auth import ClientVerifier
 from cds.call_store import CallStore
 from cds.knowledge import Knowledge
 from cds.metrics import Metrics
+from cds.preview_store import PreviewStore
 from cds.settings import Settings
 from cds.store import Store
 
@@ -25,3 +26,5 @@ class Runtime:
     fhir_transport: httpx.AsyncBaseTransport | None = None  # shared by every FHIR query
     verifier: ClientVerifier | None = None  # None when no trusted clients are configured
     metrics: Metrics = field(default_factory=Metrics)
+    # The preview page's cards and their feedback, never in the production tables.
+    preview_store: PreviewStore = field(default_factory=PreviewStore)

@@ -14,6 +14,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 CDS = str(Path(sys.executable).parent / "cds")
+TEST_PATIENT_HASH_KEY = "test-patient-hash-key-not-the-default"
 
 
 def free_port() -> int:
@@ -50,9 +51,17 @@ def start_cds(
     """`cds serve` as a child process; returns once /healthz answers.
 
     The process starts isolated from the developer's environment: SQLite (under the
-    ``CDS_DATA_DIR`` the caller gives) and no JWT requirement, unless ``env`` says otherwise.
+    ``CDS_DATA_DIR`` the caller gives), no JWT requirement and a patient-hash key of its own
+    (``cds serve`` refuses the public default with JWTs or PostgreSQL), unless ``env`` says
+    otherwise.
     """
-    full_env = {**os.environ, "CDS_DATABASE_URL": "", "CDS_REQUIRE_JWT": "false", **env}
+    full_env = {
+        **os.environ,
+        "CDS_DATABASE_URL": "",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_PATIENT_HASH_KEY": TEST_PATIENT_HASH_KEY,
+        **env,
+    }
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [

@@ -26,6 +26,7 @@ class Readiness(BaseModel):
     status: Literal["ready"]
     services: int
     rules: int
+    database: str  # the backend: sqlite, postgresql, or none
 
 
 @router.get(
@@ -48,12 +49,19 @@ async def healthz() -> JSONResponse:
 )
 async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
+    backend = runtime.settings.database_backend if runtime.store is not None else "none"
     if runtime.store is not None:
         try:
             await asyncio.wait_for(asyncio.to_thread(runtime.store.ping), timeout=2)
+            # SQLite on a full or read-only disk still answers a read: the writes tell.
+            writing = runtime.call_store is None or not runtime.call_store.failing
         except Exception:  # any database failure means "not ready"; the reason is not exposed
+            writing = False
+        if not writing:
             return FhirJSONResponse(
-                operation_outcome("the database is not reachable", code="transient"),
+                operation_outcome(
+                    f"the {backend} database is not reachable or not writable", code="transient"
+                ),
                 status_code=503,
             )
     return JSONResponse(
@@ -61,5 +69,6 @@ async def readyz(request: Request) -> JSONResponse:
             "status": "ready",
             "services": len(runtime.knowledge.services),
             "rules": len(runtime.knowledge.rules),
+            "database": backend,
         }
     )

@@ -26,6 +26,7 @@ from cds.hooks import (
 from cds.knowledge import Service
 from cds.runtime import Runtime
 from cds.service_call import run_service
+from cds.store import Store
 
 __all__ = ["FeedbackReceipt", "discovery_document", "router", "validation_message"]
 
@@ -167,7 +168,9 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     except ValidationError as exc:
         raise validation_message(exc, "feedback") from None
     stored = 0
-    store = runtime.call_store or runtime.store
+    store: Store | None = runtime.call_store or runtime.store
+    if runtime.preview_store.knows_all([item.card for item in feedback.feedback]):
+        store = runtime.preview_store  # feedback on the preview page's cards stays with them
     if store is not None:
         stored = await asyncio.to_thread(
             store.save_feedback, service_id, feedback.feedback, datetime.now(UTC)

@@ -215,7 +215,7 @@ async def _preview(
                     parsed.hook_request,
                     knowledge=knowledge,
                     settings=settings,
-                    store=runtime.store,
+                    store=runtime.preview_store,
                     now=now,
                 )
                 banner = patient_banner(request_patient(parsed.hook_request))
@@ -227,7 +227,7 @@ async def _preview(
                     draft_order=draft,
                     knowledge=knowledge,
                     settings=settings,
-                    store=runtime.store,
+                    store=runtime.preview_store,
                     now=now,
                 )
                 banner = patient_banner(parsed.resources)
@@ -244,7 +244,7 @@ async def _preview(
                 extra_draft_orders=selected.draft_orders if hook == selected.hook else (),
                 knowledge=knowledge,
                 settings=settings,
-                store=runtime.store,
+                store=runtime.preview_store,
                 now=now,
             )
             banner = patient_banner(resources)

@@ -100,4 +100,5 @@ def test_readyz_reports_knowledge_and_database(client: TestClient, knowledge: Kn
         "status": "ready",
         "services": len(knowledge.services),
         "rules": len(knowledge.rules),
+        "database": "sqlite",
     }

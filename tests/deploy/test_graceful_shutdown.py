@@ -103,8 +103,8 @@ def test_sigterm_under_load_loses_no_accepted_request(
         time.sleep(FHIR_DELAY_SECONDS / 2)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        # uvicorn finishes in-flight work, then re-raises the signal: exit by SIGTERM is clean.
-        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+        # uvicorn finishes in-flight work; `cds serve` then exits 0 (not 143).
+        assert process.wait(timeout=60) == 0
         stopped.set()
         for thread in threads:
             thread.join(timeout=60)

@@ -71,3 +71,18 @@ def test_configmap_sets_only_real_settings() -> None:
     keys = set(_by_kind("ConfigMap")["data"])
     assert keys <= fields, f"unknown settings: {sorted(keys - fields)}"
     assert _by_kind("ConfigMap")["data"]["CDS_REQUIRE_JWT"] == "true"
+
+
+def test_the_ingress_routes_only_the_api_and_what_cards_link_to() -> None:
+    ingress = _by_kind("Ingress")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert {p["path"] for p in paths} == {"/cds-services", "/education", "/knowledge", "/static"}
+    configmap = _by_kind("ConfigMap")
+    assert configmap["data"]["CDS_PAGES"] == "false"
+
+
+def test_the_migration_job_is_named_for_its_release() -> None:
+    job = _by_kind("Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    tag = container["image"].rsplit(":", 1)[1]
+    assert job["metadata"]["name"] == "cds-db-upgrade-" + tag.replace(".", "-")

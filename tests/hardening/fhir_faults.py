@@ -12,6 +12,8 @@ changes how that type's requests are answered:
 ``next-loop``    a search in two pages whose second ``next`` link leads back to the first
 ``next-chain``   a search whose pages never end (page n links to page n + 1)
 ``many``         a search of 10,000 entries
+``gzip-bomb``    HTTP 200, gzip: about 100 KB that decompress to 100 MB of spaces
+``trickle``      HTTP 200 whose body never ends: a byte every 50 ms
 
 Every request is recorded (path, resource type, Authorization header) for the tests to check.
 """
@@ -21,10 +23,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +44,8 @@ FAULTS = (
     "next-loop",
     "next-chain",
     "many",
+    "gzip-bomb",
+    "trickle",
 )
 
 
@@ -132,6 +138,14 @@ def bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> dict
     return document
 
 
+@cache
+def gzip_bomb(megabytes: int = 100) -> bytes:
+    """``megabytes`` MB of spaces, gzipped (about a thousandth of the size), made in 1 MB steps."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" " * (1024 * 1024)
+    return b"".join(packer.compress(block) for _ in range(megabytes)) + packer.flush()
+
+
 def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -157,6 +171,12 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
             elif fault == "invalid-json":
                 self._send_bytes(200, b'{"resourceType": "Bundle", "entry": [')
                 return
+            elif fault == "gzip-bomb":
+                self._send_bytes(200, gzip_bomb(), "Content-Encoding: gzip")
+                return
+            elif fault == "trickle":
+                self._trickle()
+                return
             self._send(200, self._answer(resource_type, parts.path, fault, parts.query))
 
         def _answer(self, resource_type: str, path: str, fault: str | None, query: str) -> Any:
@@ -181,11 +201,28 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
         def _send(self, status: int, document: Any) -> None:
             self._send_bytes(status, json.dumps(document).encode())
 
-        def _send_bytes(self, status: int, body: bytes) -> None:
+        def _trickle(self) -> None:
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(10**9))
+                self.end_headers()
+                self.wfile.write(b'{"resourceType": "Bundle", "entry": [')
+                while not state.released.wait(0.05):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the service gave up (its time budget): the way it should end
+            self.close_connection = True
+
+        def _send_bytes(self, status: int, body: bytes, *headers: str) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
                 self.send_header("Content-Length", str(len(body)))
+                for header in headers:
+                    name, _, value = header.partition(": ")
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):

@@ -108,6 +108,8 @@ FAILURE_KINDS = {
     "drop": "connect",
     "http-401": "unauthorized",
     "next-chain": "page-cap",
+    "gzip-bomb": "too-large",  # stopped at 64 MB decompressed, while decompressing
+    "trickle": "timeout",  # a body that never ends is ended by the call's FHIR budget
 }
 
 

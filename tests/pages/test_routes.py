@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from cds.cases import run_case
 from cds.knowledge import Knowledge
+from cds.offline import bundle_resources, request_from_resources
 from cds.settings import Settings
 from tests.trust.conftest import patient_view_request
 
@@ -239,7 +241,6 @@ def test_uploaded_bundle_with_markup_is_escaped(client: TestClient) -> None:
 def test_uploaded_cds_hooks_request_uses_its_own_hook(
     client: TestClient, knowledge: Knowledge
 ) -> None:
-    from cds.offline import bundle_resources, request_from_resources
 
     service = knowledge.services_for("encounter-start")[0]
     body = request_from_resources(
@@ -352,18 +353,27 @@ def test_rule_page_shows_logic_value_sets_and_case_results(
     assert f"{passing} of {len(cases)} cases pass right now" in html
 
 
-def test_the_preview_own_cards_and_feedback_stay_out_of_analytics(client: TestClient) -> None:
-    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
-    accepted_card, service = _card_uuids(html)[0]
-    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
-    overridden_card, _ = _card_uuids(html)[0]
+def _hook_card(client: TestClient, patient_id: str) -> tuple[str, str]:
+    """(card uuid, service id) of the warning card a real hook call gets for a patient with a
+    breast cancer history and new back pain (one patient per card: a warning is not shown to
+    the same patient twice in a day)."""
+    service = "breast-cancer-followup-patient-view"
+    response = client.post(
+        f"/cds-services/{service}", json=patient_view_request(patient_id=patient_id)
+    )
+    assert response.status_code == 200, response.text
+    card = next(c for c in response.json()["cards"] if c["indicator"] == "warning")
+    return card["uuid"], service
+
+
+def _feedback_on(accepted_card: str, overridden_card: str) -> dict[str, Any]:
     stamp = datetime.now(UTC).isoformat()
     reason = {
         "system": "urn:cds:breast-cancer-followup:override-reason",
         "code": "patient-declined",
         "display": "Patient declined",
     }
-    feedback = {
+    return {
         "feedback": [
             {"card": accepted_card, "outcome": "accepted", "outcomeTimestamp": stamp},
             {
@@ -374,10 +384,46 @@ def test_the_preview_own_cards_and_feedback_stay_out_of_analytics(client: TestCl
             },
         ]
     }
-    assert client.post(f"/cds-services/{service}/feedback", json=feedback).status_code == 200
+
+
+def _rule_row(html: str) -> dict[str, str] | None:
+    row = re.search(rf'<tr data-rule-id="{RULE}">(.*?)</tr>', html, re.DOTALL)
+    if row is None:
+        return None
+    return dict(re.findall(r'<td class="num (\w+)">(\d+)</td>', row.group(1)))
+
+
+def test_accepted_and_overridden_feedback_shows_on_analytics(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    accepted_card, service = _hook_card(client, "analytics-accepted")
+    overridden_card, _ = _hook_card(client, "analytics-overridden")
+    response = client.post(
+        f"/cds-services/{service}/feedback", json=_feedback_on(accepted_card, overridden_card)
+    )
+    assert response.status_code == 200
     html = client.get("/analytics").text
-    assert f'data-rule-id="{RULE}"' not in html  # recorded, not counted (issue 14)
-    assert "Patient declined" not in html
+    assert _rule_row(html) == {"shown": "2", "accepted": "1", "overridden": "1"}
+    assert "Patient declined (1)" in html
+    assert 'class="bar bar--accepted"' in html
+
+
+def test_preview_cards_and_their_feedback_stay_out_of_the_card_log(client: TestClient) -> None:
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    accepted_card, service = _card_uuids(html)[0]
+    html = client.get(f"/preview?patient={WARNING_PATIENT}").text
+    overridden_card, _ = _card_uuids(html)[0]
+    feedback = _feedback_on(accepted_card, overridden_card)
+    response = client.post(f"/cds-services/{service}/feedback", json=feedback)
+    assert response.status_code == 200  # the preview page's buttons still get an answer
+    assert response.json() == {"received": 2, "new": 2}
+    assert _rule_row(client.get("/analytics").text) is None
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM shown_cards")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM feedback")).scalar() == 0
+    held = runtime.preview_store.feedback_for(overridden_card)
+    assert [f.outcome for f in held] == ["overridden"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from cds.app import create_app
 from cds.call_store import CallStore
 from cds.db import SqlStore, feedback, open_store, shown_cards
+from cds.errors import ServiceUnavailable
 from cds.hooks import FeedbackItem
 from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, request_from_resources
@@ -167,6 +168,45 @@ def test_a_failed_write_is_logged_and_does_not_stop_the_writer(sql_store: SqlSto
     finally:
         call_store.close()
     assert _rows(sql_store) == {}
+
+
+class _SwitchableWrites(SqlStore):
+    broken = True
+
+    def record_cards(self, cards: Sequence[ShownCard]) -> None:
+        if self.broken:
+            raise OperationalError("INSERT", {}, Exception("database gone"))
+        super().record_cards(cards)
+
+
+def test_an_outage_keeps_cards_within_a_bound_counts_drops_and_writes_the_rest_later(
+    sql_store: SqlStore,
+) -> None:
+    switchable = _SwitchableWrites(sql_store.engine, SUPPRESSING)
+    dropped: list[int] = []
+    call_store = CallStore(
+        switchable,
+        window_days=30,
+        refresh_seconds=3600,
+        max_pending=5,
+        retry_seconds=0.05,
+        on_drop=dropped.append,
+    )
+    call_store.start()
+    try:
+        call_store.record_cards([_card(f"c{i}") for i in range(4)])
+        call_store.flush()
+        assert call_store.failing
+        call_store.record_cards([_card(f"c{i}") for i in range(4, 8)])  # 8 > 5: 3 dropped
+        assert sum(dropped) == call_store.dropped == 3
+        with pytest.raises(ServiceUnavailable):
+            call_store.save_feedback("svc", [_override("c7")], _received())
+        switchable.broken = False  # back: feedback first writes the kept cards, then itself
+        assert call_store.save_feedback("svc", [_override("c7")], _received()) == 1
+        assert not call_store.failing
+    finally:
+        call_store.close()
+    assert sorted(_rows(sql_store)) == [f"c{i}" for i in range(3, 8)]  # the 5 newest
 
 
 def _firing_request(knowledge: Knowledge) -> tuple[str, dict[str, Any]]:

@@ -141,7 +141,8 @@ def test_serve_help_has_help_texts_and_defaults(capsys: pytest.CaptureFixture[st
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "address to listen on (default: 127.0.0.1)" in out
-    assert "port to listen on (default: 8080)" in out
+    assert "port to listen on (default: CDS_PORT, else 8080)" in out
+    assert "(default: None)" not in out
     assert "(default: 20)" in out
 
 

@@ -319,4 +319,6 @@ def test_the_default_canonical_base_is_the_public_base_url(
     assert f"canonical URLs under {BASE}/fhir/" in capsys.readouterr().out
     monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "ftp://example.org")
     assert main(["knowledge", "export", str(tmp_path)]) == 2
-    assert "not an http(s) URL" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: CDS_PUBLIC_BASE_URL='ftp://example.org' is not valid")

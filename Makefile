@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest bench bench-profile clean
+.PHONY: run test check lint typecheck pytest bench bench-profile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 	$(BIN)/cds serve --host $(HOST) --port $(PORT)
 
 test: lint typecheck pytest
+
+# The developer loop: lint, types and the in-process tests on every core; no servers, browser,
+# PostgreSQL or whole-population run (those stay in `make test`).
+check: lint typecheck
+	$(BIN)/pytest -q -n auto -m "not e2e and not browser and not postgres and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check cds tests bench

@@ -62,7 +62,7 @@ def start_cds(
         "CDS_PATIENT_HASH_KEY": TEST_PATIENT_HASH_KEY,
         **env,
     }
-    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    log = log_path.open("ab") if log_path else None
     process = subprocess.Popen(
         [
             CDS,
@@ -78,11 +78,11 @@ def start_cds(
         ],
         env=full_env,
         cwd=REPO,
-        stdout=out,
-        stderr=out,
+        stdout=subprocess.DEVNULL if log is None else log,
+        stderr=subprocess.DEVNULL if log is None else log,
     )
-    if log_path:
-        out.close()  # the child keeps its own descriptor
+    if log is not None:
+        log.close()  # the child keeps its own descriptor
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", process)
     except Exception:

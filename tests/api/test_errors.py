@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -34,13 +34,15 @@ def _body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _post(client: TestClient, path: str, body: Any, headers: dict[str, str] = JSON) -> Any:
+def _post(
+    client: TestClient, path: str, body: Any, headers: dict[str, str] = JSON
+) -> httpx2.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(path, content=content, headers=headers)
 
 
 def assert_outcome(
-    response: httpx.Response,
+    response: httpx2.Response,  # what starlette's TestClient answers with
     status: int,
     code: str,
     *,
@@ -53,7 +55,7 @@ def assert_outcome(
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert len(outcome["issue"]) == 1
-    issue = outcome["issue"][0]
+    issue: dict[str, Any] = outcome["issue"][0]
     assert issue["severity"] == "error"
     assert issue["code"] == code
     assert isinstance(issue["diagnostics"], str)

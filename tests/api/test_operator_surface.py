@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +20,7 @@ from tests.trust.conftest import patient_view_request
 SERVICE = "breast-cancer-followup-patient-view"
 
 
-def _client(tmp_path: Path, knowledge: Knowledge, **options: object) -> TestClient:
+def _client(tmp_path: Path, knowledge: Knowledge, **options: Any) -> TestClient:
     settings = Settings(data_dir=tmp_path / "var", require_jwt=False, cors_origins="", **options)
     return TestClient(create_app(settings, knowledge=knowledge))
 

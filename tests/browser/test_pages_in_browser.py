@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 from pypdf import PdfReader
 
 from cds.knowledge import Knowledge
@@ -201,7 +201,12 @@ def test_uploaded_script_is_shown_as_text_not_run(
     upload = tmp_path / "hostile.json"
     upload.write_text(json.dumps(bundle))
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.goto("/preview")
     page.get_by_label("Or upload a FHIR Bundle or CDS Hooks request").set_input_files(upload)
     page.get_by_label("Evaluate as of").fill("2026-06-01")

@@ -96,9 +96,8 @@ def test_review_signs_off_and_an_edit_reverts_it(
     assert rule.review.version == rule.version
     assert is_reviewed(kb, rule)
     assert review_state(kb, rule).startswith("reviewed by Dr A. Reviewer on 2026-06-01")
-    visit = {"hook": "encounter-start"}
     strict = Settings(require_jwt=False, require_reviewed_rules=True)
-    shown = call(kb, base(kb), settings=strict, now=NOW, **visit)
+    shown = call(kb, base(kb), settings=strict, now=NOW, hook="encounter-start")
     assert [f.key for f in shown.findings] == [rule_id]
     assert "(unreviewed rule)" not in shown.cards[0]["source"]["label"]
     # the card's text changes after the review: unreviewed again, and silent under the setting
@@ -107,8 +106,8 @@ def test_review_signs_off_and_an_edit_reverts_it(
     kb = load_knowledge(knowledge_dir, cards_dir)
     assert not is_reviewed(kb, kb.rules[rule_id])
     assert review_state(kb, kb.rules[rule_id]) == "unreviewed (changed since its review)"
-    silent = call(kb, base(kb), settings=strict, now=NOW, **visit)
+    silent = call(kb, base(kb), settings=strict, now=NOW, hook="encounter-start")
     assert silent.cards == []
     assert (rule_id, "silent") in [(f.key, why) for f, why in silent.withheld]
-    lenient = call(kb, base(kb), now=NOW, **visit)
+    lenient = call(kb, base(kb), now=NOW, hook="encounter-start")
     assert "(unreviewed rule)" in lenient.cards[0]["source"]["label"]

@@ -34,7 +34,11 @@ def slow_fhir_server() -> Iterator[str]:
         def do_GET(self) -> None:
             time.sleep(FHIR_DELAY_SECONDS)
             if self.path.startswith("/fhir/Patient/"):
-                body = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+                body: dict[str, object] = {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "gender": "female",
+                }
             else:
                 body = {"resourceType": "Bundle", "type": "searchset", "entry": []}
             data = orjson.dumps(body)

@@ -185,10 +185,10 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
             page = int(parse_qs(query).get("page", ["1"])[0])
             here = state.base.removesuffix("/fhir") + path
             if fault == "next-loop":  # page 2 links back to page 1: every page was read
-                first, second = conditions() if resource_type == "Condition" else ([], [])
+                found = conditions() if resource_type == "Condition" else []
                 if page == 1:
-                    return bundle([first] if first else [], f"{here}?page=2")
-                return bundle([second] if second else [], f"{here}?page=1")
+                    return bundle(found[:1], f"{here}?page=2")
+                return bundle(found[1:], f"{here}?page=1")
             if fault == "next-chain":
                 return bundle([], f"{here}?page={page + 1}")
             if fault == "many":

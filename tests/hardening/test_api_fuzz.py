@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis import Case, GenerationMode
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -37,6 +37,9 @@ from cds.app import create_app
 from cds.knowledge import Knowledge
 from cds.runtime import Runtime
 from cds.settings import Settings
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 EXAMPLES_PER_OPERATION = 40
 EXAMPLES_PER_HOOK_CALL = 150  # the route EHRs call, and the deepest
@@ -98,7 +101,7 @@ def api_schema(
         shutdown_lifespans()
 
 
-def error_is_operation_outcome(ctx: Any, response: Any, case: Case) -> bool | None:
+def error_is_operation_outcome(ctx: Any, response: Any, case: OpenApiCase) -> bool | None:
     """A non-2xx JSON answer is a FHIR OperationOutcome; an HTML one comes from a page."""
     if response.status_code < 400:
         return None
@@ -136,7 +139,7 @@ def known_ids(knowledge: Knowledge) -> dict[str, list[str]]:
     }
 
 
-def as_a_real_call(case: Case, knowledge: Knowledge, prefetched: bool) -> Case:
+def as_a_real_call(case: OpenApiCase, knowledge: Knowledge, prefetched: bool) -> OpenApiCase:
     """A schema-valid hook call names the hook of the service it calls (else it is a 400);
     when ``prefetched``, its prefetch also answers every key (the patient, the rest "none") and
     an order hook gets its draft orders, so the call reaches the rules."""
@@ -158,7 +161,7 @@ def as_a_real_call(case: Case, knowledge: Knowledge, prefetched: bool) -> Case:
     return case
 
 
-def cases_for(operation: Any, knowledge: Knowledge) -> st.SearchStrategy[Case]:
+def cases_for(operation: Any, knowledge: Knowledge) -> st.SearchStrategy[OpenApiCase]:
     """Generated cases, half of them (when the path has a parameter) with an id that exists."""
     modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     generated = [operation.as_strategy(mode) for mode in modes]
@@ -196,7 +199,7 @@ def test_every_operation_answers_as_documented(
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    def answers_as_documented(case: Case) -> None:
+    def answers_as_documented(case: OpenApiCase) -> None:
         case.call_and_validate(checks=CHECKS)
 
     answers_as_documented()

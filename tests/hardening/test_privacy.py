@@ -250,7 +250,10 @@ def analytics_with_a_bad_window(s: Service, _: FaultyFhir) -> int:
 
 
 def preview_upload(s: Service, _: FaultyFhir) -> int:
-    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient"}}]}
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": {"resourceType": "Patient"}}],
+    }
     bundle["entry"][0]["resource"] = patient()
     bad = json.dumps(bundle).encode()[:-3]
     files = {"upload": ("patient.json", bad, "application/json")}

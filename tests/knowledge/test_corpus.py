@@ -101,7 +101,7 @@ def _case_problems(knowledge: Knowledge, rule: Rule) -> list[str]:
         if len(boundary) < 2 or sides != {True, False}:
             problems.append(
                 "has a time window or threshold: needs boundary- cases on both sides of the "
-                f"edge (has {len(boundary)}, firing sides {sorted(sides)})"
+                f"edge (has {len(boundary)}, firing sides {sorted(sides, key=str)})"
             )
     for case in cases:
         kind = case.name.split("-", 1)[0]

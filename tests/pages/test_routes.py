@@ -140,7 +140,7 @@ def test_every_page_is_accessible_html(client: TestClient, path: str) -> None:
     assert page.headings.count("h1") == 1
     unlabelled = [c for c in page.controls if c.get("id") not in page.label_for]
     assert unlabelled == []
-    assert all(s.get("src", "").startswith("/static/") for s in page.scripts)
+    assert all((s.get("src") or "").startswith("/static/") for s in page.scripts)
 
 
 def test_every_education_page_renders(client: TestClient, knowledge: Knowledge) -> None:

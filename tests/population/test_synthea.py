@@ -18,7 +18,7 @@ from cds.knowledge import Knowledge
 from cds.offline import bundle_resources, read_json_file, request_from_resources
 from cds.service_call import run_offline
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 HOOKS = ("patient-view", "encounter-start", "encounter-discharge")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -79,7 +80,9 @@ def refused(token: str) -> Unauthorized:
 
 @settings(max_examples=200, deadline=None)
 @given(header=headers, payload=payloads, signature=st.binary(max_size=120))
-def test_any_token_is_refused_cleanly(header: dict, payload: dict, signature: bytes) -> None:
+def test_any_token_is_refused_cleanly(
+    header: dict[str, Any], payload: dict[str, Any], signature: bytes
+) -> None:
     parts = [json.dumps(header).encode(), json.dumps(payload).encode(), signature]
     refusal = refused(".".join(b64url(part) for part in parts))
     assert refusal.diagnostics == "unauthorized"
@@ -94,7 +97,9 @@ def test_any_string_is_refused_cleanly(text: str) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(payload=payloads)
-def test_signed_tokens_with_any_claims_are_accepted_or_refused_cleanly(payload: dict) -> None:
+def test_signed_tokens_with_any_claims_are_accepted_or_refused_cleanly(
+    payload: dict[str, Any],
+) -> None:
     token = jws.encode(
         json.dumps(payload).encode(), KEY.private, algorithm="ES384", headers={"kid": "k1"}
     )

@@ -211,7 +211,7 @@ def test_document_fact_ignores_superseded_and_entered_in_error(kb: Knowledge) ->
 
 
 def test_research_subject_fact_needs_an_active_study_status(kb: Knowledge) -> None:
-    node = {"research-subject": {}}
+    node: dict[str, Any] = {"research-subject": {}}
 
     def subject(status: str) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ import pytest
 from fhir.resources.R4B.activitydefinition import ActivityDefinition
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.plandefinition import PlanDefinition
+from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
@@ -162,7 +163,7 @@ def test_value_set_include_and_status_of_unused_value_sets(
 
 
 def test_every_exported_resource_is_valid_r4(exported: dict[str, dict[str, Any]]) -> None:
-    models = {
+    models: dict[str, type[Resource]] = {
         "PlanDefinition": PlanDefinition,
         "ValueSet": ValueSet,
         "Bundle": Bundle,

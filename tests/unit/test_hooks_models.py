@@ -132,13 +132,13 @@ def test_action_type_is_checked() -> None:
     assert Action(type="create", description="Create the order", resource=order).type == "create"
     assert Action(type="delete", description="Remove it", resource_id="ServiceRequest/1")
     with pytest.raises(ValidationError):
-        Action(type="upsert", description="x")  # type: ignore[arg-type]
+        Action(type="upsert", description="x")
 
 
 @pytest.mark.parametrize("kind", ["create", "update"])
 def test_create_and_update_actions_need_the_resource(kind: str) -> None:
     with pytest.raises(ValidationError, match=f"a {kind} action needs the resource"):
-        Action(type=kind, description="x")  # type: ignore[arg-type]
+        Action(type=kind, description="x")
 
 
 def test_extension_is_the_one_extra_field_emitted_models_take() -> None:

@@ -12,14 +12,10 @@ from cds.engine import evaluate
 from cds.knowledge import Knowledge
 from cds.logic import Node
 from cds.rule_gates import rule_gates
-from cds.rules import Logic, Rule
 from tests.unit.example_records import example_records, indexed_record
+from tests.unit.knowledge_tree import make_rule
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-
-
-def _rule(*inclusion: dict[str, Any]) -> Rule:
-    return Rule.model_construct(id="r", logic=Logic.model_validate({"inclusion": inclusion}))
 
 
 DEFINITIONS = {
@@ -49,7 +45,7 @@ DEFINITIONS = {
 def test_gates_are_read_off_the_logic(
     inclusion: list[dict[str, Any]], expected: list[set[tuple[str, str]]]
 ) -> None:
-    gates = rule_gates(_rule(*inclusion), DEFINITIONS)
+    gates = rule_gates(make_rule(inclusion), DEFINITIONS)
     assert sorted(map(sorted, gates)) == sorted(map(sorted, expected))
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 from pypdf import PdfReader
 
 from cds.knowledge import Knowledge
+from tests.trust.conftest import patient_view_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -253,12 +257,18 @@ def test_the_patient_filter_narrows_the_list(page: Page) -> None:
     assert len(texts) < page.locator("#patient option").count() / 4
 
 
-def test_chart_labels_are_whole_and_ticks_count_cards(page: Page, knowledge: Knowledge) -> None:
-    _open_warning_card(page)
-    card = _rule_card(page)
-    card.locator(".suggestion__toggle").first.click()
-    card.locator(".js-accept").first.click()
-    expect(card).to_have_attribute("data-feedback", "accepted")
+def test_chart_labels_are_whole_and_ticks_count_cards(
+    page: Page, knowledge: Knowledge, base_url: str
+) -> None:
+    # A card shown to an EHR's call and accepted (the preview's own cards are not counted).
+    service = "breast-cancer-followup-patient-view"
+    request = patient_view_request(patient_id=f"chart-{uuid.uuid4().hex[:12]}")
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        cards = http.post(f"/cds-services/{service}", json=request).json()["cards"]
+        card = next(c["uuid"] for c in cards if c["indicator"] == "warning")
+        stamp = datetime.now(UTC).isoformat()
+        feedback = {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": stamp}]}
+        assert http.post(f"/cds-services/{service}/feedback", json=feedback).is_success
     page.goto("/analytics")
     labels = page.locator("svg.chart text.chart__label")
     assert labels.count() >= 1

@@ -15,6 +15,7 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,7 +103,12 @@ def _feedback(card: str) -> dict[str, Any]:
 
 
 def _call(http: httpx.Client | TestClient, base: str = "") -> list[str]:
-    response = http.post(f"{base}/cds-services/{SERVICE}", json=patient_view_request())
+    """One chart open of a new patient: every call shows a card (a warning is not shown to the
+    same patient twice in a day, see cds.repeat_limits)."""
+    patient = f"outage-{uuid.uuid4().hex[:12]}"
+    response = http.post(
+        f"{base}/cds-services/{SERVICE}", json=patient_view_request(patient_id=patient)
+    )
     assert response.status_code == 200, response.text
     cards = [card["uuid"] for card in response.json()["cards"]]
     assert cards

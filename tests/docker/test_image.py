@@ -125,7 +125,9 @@ def _run(image: str, tmp_path: Path, *env: str) -> Container:
 
 @pytest.fixture
 def container(image: str, tmp_path: Path) -> Iterator[Container]:
-    running = _run(image, tmp_path)
+    """The image as a site runs it once its rules are signed off (the repository's rules carry
+    no sign-off yet, and the image runs unreviewed rules silent: see the pages test)."""
+    running = _run(image, tmp_path, "CDS_REQUIRE_REVIEWED_RULES=false")
     try:
         yield running
     finally:
@@ -176,12 +178,22 @@ def test_the_image_serves_securely(container: Container) -> None:
     assert container.inspect()["State"]["ExitCode"] == 0  # type: ignore[index]
 
 
-def test_pages_follow_cds_pages(image: str, tmp_path: Path) -> None:
+def test_pages_follow_cds_pages_and_unreviewed_rules_stay_silent(
+    image: str, tmp_path: Path
+) -> None:
     running = _run(image, tmp_path, "CDS_PAGES=on")
     try:
         assert _wait_healthy(running) == "healthy", running.logs()[-3000:]
         assert httpx.get(f"{running.base}/preview").status_code == 200
         assert httpx.get(f"{running.base}/analytics").status_code == 200
+        # the image's default CDS_REQUIRE_REVIEWED_RULES=true: unreviewed rules run silent
+        url = f"{running.base}/cds-services/{SERVICE}"
+        token = sign(KEY, claims(url, iss=ISS))
+        answer = httpx.post(
+            url, json=patient_view_request(), headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"cards": []}
     finally:
         _docker("rm", "--force", running.id, check=False)
 

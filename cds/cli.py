@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -28,6 +28,11 @@ __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 _COMMANDS: dict[str, Handler] = {}
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+_T = TypeVar("_T")
 
 
 def _command(name: str) -> Callable[[Handler], Handler]:
@@ -282,21 +287,27 @@ def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_command("report burden")
-def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.analytics import report_window
-    from cds.burden import burden_report, format_burden
+def _read_database(settings: Settings, read: Callable[[Engine], _T]) -> _T:
+    """``read`` on the settings' database, which must have its schema (a report, not a write)."""
     from cds.db import make_engine
     from cds.migrate import current_revision
 
-    since, until = report_window(args.since, args.until, datetime.now(UTC))
     engine = make_engine(settings)
     try:
         if current_revision(engine) is None:
             raise CdsError("the database has no schema yet; run `cds db upgrade` first")
-        report = burden_report(engine, since, until)
+        return read(engine)
     finally:
         engine.dispose()
+
+
+@_command("report burden")
+def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
+    from cds.analytics import report_window
+    from cds.burden import burden_report, format_burden
+
+    since, until = report_window(args.since, args.until, datetime.now(UTC))
+    report = _read_database(settings, lambda engine: burden_report(engine, since, until))
     if args.json:
         sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -489,17 +500,9 @@ def _secrets_generate(args: argparse.Namespace, settings: Settings) -> int:
 @_command("feedback report")
 def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
     from cds.analytics import report_window, rule_feedback_stats
-    from cds.db import make_engine
-    from cds.migrate import current_revision
 
     since, until = report_window(args.since, args.until, datetime.now(UTC))
-    engine = make_engine(settings)
-    try:
-        if current_revision(engine) is None:
-            raise CdsError("the database has no schema yet; run `cds db upgrade` first")
-        stats = rule_feedback_stats(engine, since, until)
-    finally:
-        engine.dispose()
+    stats = _read_database(settings, lambda engine: rule_feedback_stats(engine, since, until))
     if args.json:
         document = {
             "since": since.isoformat(),

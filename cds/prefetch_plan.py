@@ -59,10 +59,9 @@ _KEYS_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     "service-request": (
         ("serviceRequests", "ServiceRequest", f"ServiceRequest?patient={_PATIENT}"),
     ),
-    "imaging": (
-        ("diagnosticReports", "DiagnosticReport", f"DiagnosticReport?patient={_PATIENT}"),
-        ("imagingStudies", "ImagingStudy", f"ImagingStudy?patient={_PATIENT}"),
-    ),
+    # DiagnosticReports are asked for by the codes the rules read (below), like Observations:
+    # a chart's reports carry their notes, and all of them can be megabytes.
+    "imaging": (("imagingStudies", "ImagingStudy", f"ImagingStudy?patient={_PATIENT}"),),
 }
 
 
@@ -111,6 +110,7 @@ def plan_prefetch(
     }
     rule_keys: dict[str, frozenset[str]] = {}
     observation_codes: set[str] = set()
+    report_codes: set[str] = set()
     for rule in rules:
         used = kinds_used((*rule.logic.inclusion, *rule.logic.exclusion), definitions)
         names = {PATIENT_KEY}
@@ -121,6 +121,11 @@ def plan_prefetch(
                     vs = valuesets[vs_id]
                     observation_codes.update(f"{system}|{code}" for system, code in vs.codes)
                 continue
+            if kind == "imaging":
+                names.add("diagnosticReports")
+                for vs_id in vs_ids:
+                    vs = valuesets[vs_id]
+                    report_codes.update(f"{system}|{code}" for system, code in vs.codes)
             for name, rtype, template in _KEYS_OF_KIND.get(kind, ()):
                 names.add(name)
                 keys.setdefault(name, PrefetchKey(name, template, rtype))
@@ -129,6 +134,13 @@ def plan_prefetch(
         codes = ",".join(sorted(observation_codes))
         keys["observations"] = PrefetchKey(
             "observations", f"Observation?patient={_PATIENT}&code={codes}", "Observation"
+        )
+    if report_codes:
+        codes = ",".join(sorted(report_codes))
+        keys["diagnosticReports"] = PrefetchKey(
+            "diagnosticReports",
+            f"DiagnosticReport?patient={_PATIENT}&code={codes}",
+            "DiagnosticReport",
         )
     ordered = tuple(sorted(keys.values(), key=lambda k: (k.name != PATIENT_KEY, k.name)))
     return PrefetchPlan(keys=ordered, rule_keys=rule_keys)

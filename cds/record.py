@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cds.fact_kinds import KINDS
 from cds.fhirtime import parse_fhir_datetime, resource_date
 from cds.record_guard import belongs_to
 from cds.terminology import (
@@ -36,18 +37,6 @@ __all__ = [
     "referenced_medication",
 ]
 
-# Fact kinds a rule can ask about, and the resource types that carry each.
-KINDS: dict[str, tuple[str, ...]] = {
-    "condition": ("Condition",),
-    "observation": ("Observation",),
-    "medication": ("MedicationRequest", "MedicationStatement", "MedicationAdministration"),
-    "procedure": ("Procedure",),
-    "document": ("DocumentReference",),
-    "research-subject": ("ResearchSubject",),
-    "service-request": ("ServiceRequest",),
-    "draft-order": (),  # filled from context.draftOrders, not from the record
-    "imaging": ("DiagnosticReport", "ImagingStudy"),
-}
 _KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
 
 

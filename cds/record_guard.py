@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cds.errors import BadRequest
+from cds.fact_kinds import RECORD_TYPES
 
 __all__ = ["NotR4", "WrongPatient", "belongs_to", "check_record", "version_problem"]
 
@@ -177,19 +178,4 @@ def check_record(resources: Iterable[Any], patient_id: str, *, where: str) -> No
                 )
 
 
-_SUBJECT_KINDS = frozenset(
-    {
-        "Condition",
-        "Observation",
-        "MedicationRequest",
-        "MedicationStatement",
-        "MedicationAdministration",
-        "Procedure",
-        "DocumentReference",
-        "ResearchSubject",
-        "ServiceRequest",
-        "DiagnosticReport",
-        "ImagingStudy",
-        "Encounter",
-    }
-)
+_SUBJECT_KINDS = RECORD_TYPES | {"Encounter"}  # the resources that name their patient

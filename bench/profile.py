@@ -27,13 +27,13 @@ import orjson
 
 from bench.workloads import build_workloads
 from cds.app import create_app
-from cds.cards import render_cards
-from cds.engine import evaluate
-from cds.hooks import HookRequest
-from cds.knowledge import Knowledge, load_knowledge
-from cds.prefetch import resolve_prefetch
-from cds.record import PatientRecord
-from cds.service_call import draft_orders_of, run_service
+from cds.call.prefetch import resolve_prefetch
+from cds.call.render import render_cards
+from cds.call.service_call import draft_orders_of, run_service
+from cds.engine.evaluate import evaluate
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge, load_knowledge
+from cds.protocol.wire import HookRequest
 from cds.settings import Settings
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from cds.knowledge import Knowledge, Service
-from cds.offline import bundle_resources, request_from_resources
-from cds.scenarios import ONDANSETRON, large_patient
+from cds.call.request_builder import bundle_resources, request_from_resources
+from cds.fhir.scenarios import ONDANSETRON, large_patient
+from cds.kb.loader import Knowledge, Service
 
 __all__ = [
     "Workload",

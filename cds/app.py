@@ -16,28 +16,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds import __version__, units
+from cds import __version__
 from cds.api import analytics_routes, api_docs, health, hooks_routes, pages
 from cds.api import metrics as metrics_routes
 from cds.api.client_auth import authenticate_client
 from cds.api.hook_fast_path import HookCallEndpoint, ServiceApp
 from cds.api.openapi import install_openapi
 from cds.api.responses import FhirJSONResponse
-from cds.auth import ClientVerifier, MemoryReplayCache, ReplayCache
-from cds.call_store import CallStore
-from cds.calllog import configure_logging, logger
-from cds.db import SqlStore, open_store
+from cds.engine import units
 from cds.errors import RequestError
-from cds.fhir_transport import AiohttpTransport
-from cds.jwks_cache import JwksCache
-from cds.knowledge import Knowledge, load_knowledge
+from cds.fhir.transport import AiohttpTransport
+from cds.kb.loader import Knowledge, load_knowledge
+from cds.logs import configure_logging, logger
 from cds.metrics import MeasuredTransport
-from cds.outcome import operation_outcome
-from cds.preview_store import PreviewStore
+from cds.protocol.outcome import operation_outcome
 from cds.runtime import Runtime
 from cds.settings import Settings, load_settings
-from cds.store import Store
-from cds.trusted_clients import TrustedClient, configured_trusted_clients
+from cds.store.preview import PreviewStore
+from cds.store.protocol import Store
+from cds.store.sql import SqlStore, open_store
+from cds.store.write_behind import CallStore
+from cds.trust.clients import TrustedClient, configured_trusted_clients
+from cds.trust.key_sets import JwksCache
+from cds.trust.tokens import ClientVerifier, MemoryReplayCache, ReplayCache
 
 __all__ = ["OPERATOR_PAGES", "create_app", "knowledge_version", "request_error_response"]
 

@@ -17,11 +17,11 @@ import orjson
 from pydantic import ValidationError
 
 from cds import __version__
+from cds.call.request_builder import bundle_resources, read_json_file, request_from_resources
+from cds.call.service_call import run_offline
 from cds.errors import BadRequest, CdsError, ConfigurationError, RequestError, SettingError
-from cds.hooks import HOOKS
-from cds.knowledge import Knowledge, Service, load_knowledge
-from cds.offline import bundle_resources, read_json_file, request_from_resources
-from cds.service_call import run_offline
+from cds.kb.loader import Knowledge, Service, load_knowledge
+from cds.protocol.wire import HOOKS
 from cds.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -54,7 +54,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from cds.http_guard import GuardedHttpToolsProtocol
-    from cds.trusted_clients import configured_trusted_clients
+    from cds.trust.clients import configured_trusted_clients
 
     port: int = settings.port if args.port is None else args.port
     settings = _with_own_base_url(settings, args.host, port)
@@ -120,8 +120,8 @@ def _open_database(settings: Settings, knowledge: Knowledge) -> Any:
     not answer is one line and a non-zero exit instead of a traceback from the lifespan."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cds.db import open_store
     from cds.errors import SettingError
+    from cds.store.sql import open_store
 
     suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
     try:
@@ -262,7 +262,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.burden import format_burden, run_panel
+    from cds.call.burden import format_burden, run_panel
 
     knowledge = load_knowledge(
         settings.knowledge_dir,
@@ -289,8 +289,8 @@ def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
 
 def _read_database(settings: Settings, read: Callable[[Engine], _T]) -> _T:
     """``read`` on the settings' database, which must have its schema (a report, not a write)."""
-    from cds.db import make_engine
-    from cds.migrate import current_revision
+    from cds.store.migrate import current_revision
+    from cds.store.sql import make_engine
 
     engine = make_engine(settings)
     try:
@@ -303,8 +303,8 @@ def _read_database(settings: Settings, read: Callable[[Engine], _T]) -> _T:
 
 @_command("report burden")
 def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.analytics import report_window
-    from cds.burden import burden_report, format_burden
+    from cds.call.burden import burden_report, format_burden
+    from cds.store.analytics import report_window
 
     since, until = report_window(args.since, args.until, datetime.now(UTC))
     report = _read_database(settings, lambda engine: burden_report(engine, since, until))
@@ -317,7 +317,7 @@ def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("knowledge review")
 def _knowledge_review(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.rule_review import write_review
+    from cds.kb.review import write_review
 
     knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
     rule = knowledge.rules.get(args.rule)
@@ -331,7 +331,7 @@ def _knowledge_review(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("generate")
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.scenarios import example_patients
+    from cds.fhir.scenarios import example_patients
 
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +348,7 @@ CHECK_WIDTH = 100  # columns `cds knowledge check` fits in (a rule id up to 60 c
 
 def _print_valueset_table(knowledge: Knowledge) -> None:
     """Each value set's size and source, two lines a set so that it fits ``CHECK_WIDTH``."""
-    from cds.terminology import RXNORM
+    from cds.kb.code_systems import RXNORM
 
     print(f"\n{'value set'}  codes")
     for vs_id, vs in sorted(knowledge.valuesets.items()):
@@ -372,8 +372,8 @@ def _print_valueset_table(knowledge: Knowledge) -> None:
 
 @_command("knowledge check")
 def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.cases import run_case
-    from cds.rule_review import review_state
+    from cds.call.rule_cases import run_case
+    from cds.kb.review import review_state
 
     knowledge = _load(settings)
     rows = []
@@ -416,7 +416,7 @@ def _knowledge_check(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("knowledge export")
 def _knowledge_export(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.fhir_export import VALIDATED_WITH, check_canonical_base, write_fhir_export
+    from cds.fhir.export import VALIDATED_WITH, check_canonical_base, write_fhir_export
 
     base = check_canonical_base(
         args.canonical_base or settings.public_base_url, allow_loopback=args.allow_loopback
@@ -435,7 +435,7 @@ def _knowledge_export(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("knowledge coverage")
 def _knowledge_coverage(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.coverage import coverage_gaps, render_coverage
+    from cds.kb.source_coverage import coverage_gaps, render_coverage
 
     knowledge = _load(settings)
     output = Path(args.output) if args.output else settings.knowledge_dir / "COVERAGE.md"
@@ -457,8 +457,8 @@ def _knowledge_coverage(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("db upgrade")
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.db import make_engine
-    from cds.migrate import upgrade_database
+    from cds.store.migrate import upgrade_database
+    from cds.store.sql import make_engine
 
     engine = make_engine(settings)
     try:
@@ -472,8 +472,8 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("db current")
 def _db_current(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.db import make_engine
-    from cds.migrate import current_revision, head_revision
+    from cds.store.migrate import current_revision, head_revision
+    from cds.store.sql import make_engine
 
     engine = make_engine(settings)
     try:
@@ -499,7 +499,7 @@ def _secrets_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 @_command("feedback report")
 def _feedback_report(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.analytics import report_window, rule_feedback_stats
+    from cds.store.analytics import report_window, rule_feedback_stats
 
     since, until = report_window(args.since, args.until, datetime.now(UTC))
     stats = _read_database(settings, lambda engine: rule_feedback_stats(engine, since, until))
@@ -561,8 +561,8 @@ def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
     knowledge = load_knowledge(settings.knowledge_dir, settings.cards_dir, with_cases=False)
     out = _site_folder(args, settings)
     if args.kind == "rxnorm":
-        from cds.rxnorm_import import import_rxnorm
-        from cds.terminology import RXNORM
+        from cds.kb.code_systems import RXNORM
+        from cds.kb.rxnorm_import import import_rxnorm
 
         wanted = {c for vs in knowledge.valuesets.values() for s, c in vs.codes if s == RXNORM}
         text, count = import_rxnorm(release, wanted)
@@ -570,7 +570,7 @@ def _terminology_import(args: argparse.Namespace, settings: Settings) -> int:
         target.write_text(text, encoding="utf-8")
         print(f"wrote {count} products of {len(wanted)} value-set ingredients to {target}")
     else:
-        from cds.snomed_expansion import import_snomed
+        from cds.kb.snomed_expansion import import_snomed
 
         concepts = {e.code for vs in knowledge.valueset_files.values() for e in vs.descendants_of}
         text, count = import_snomed(release, concepts)

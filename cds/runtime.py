@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from cds.auth import ClientVerifier
-from cds.call_store import CallStore
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.metrics import Metrics
-from cds.preview_store import PreviewStore
 from cds.settings import Settings
-from cds.store import Store
+from cds.store.preview import PreviewStore
+from cds.store.protocol import Store
+from cds.store.write_behind import CallStore
+from cds.trust.tokens import ClientVerifier
 
 __all__ = ["Runtime"]
 

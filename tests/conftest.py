@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds.app import create_app
-from cds.knowledge import Knowledge, load_knowledge
+from cds.kb.loader import Knowledge, load_knowledge
 from cds.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from cds.hooks import HOOKS
-from cds.knowledge import Knowledge, Service
-from cds.prefetch_plan import plan_prefetch
-from cds.rules import ServiceSpec
+from cds.kb.loader import Knowledge, Service
+from cds.kb.prefetch_plan import plan_prefetch
+from cds.kb.schemas import ServiceSpec
+from cds.protocol.wire import HOOKS
 
 __all__ = ["protocol_service_id", "service_for", "with_every_hook"]
 

@@ -1,4 +1,4 @@
-"""``GET /analytics/feedback``: per-rule feedback numbers as JSON (see :mod:`cds.analytics`)."""
+"""``GET /analytics/feedback``: per-rule feedback numbers as JSON (:mod:`cds.store.analytics`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from cds.analytics import report_window, rule_feedback_stats
 from cds.api.openapi import outcome_responses
 from cds.api.responses import JSONResponse
-from cds.db import SqlStore
 from cds.errors import ServiceUnavailable
 from cds.runtime import Runtime
+from cds.store.analytics import report_window, rule_feedback_stats
+from cds.store.sql import SqlStore
 
 __all__ = ["FeedbackReport", "router"]
 
@@ -27,7 +27,7 @@ class OverrideReasonCount(BaseModel):
 
 
 class RuleFeedback(BaseModel):
-    """One rule's numbers (:meth:`cds.analytics.RuleFeedbackStats.as_json`)."""
+    """One rule's numbers (:meth:`cds.store.analytics.RuleFeedbackStats.as_json`)."""
 
     rule_id: str
     rule_versions: list[str]

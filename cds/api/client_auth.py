@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from cds.auth import bearer_token
-from cds.calllog import logger
 from cds.errors import Unauthorized
+from cds.logs import logger
 from cds.runtime import Runtime
+from cds.trust.tokens import bearer_token
 
 __all__ = ["audiences_for", "authenticate_client"]
 

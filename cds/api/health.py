@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from cds.api.openapi import outcome_responses
 from cds.api.responses import FhirJSONResponse, JSONResponse
-from cds.outcome import operation_outcome
+from cds.protocol.outcome import operation_outcome
 from cds.runtime import Runtime
 
 __all__ = ["router"]

@@ -13,9 +13,11 @@ from pydantic import BaseModel, ValidationError
 from cds.api.body import read_json
 from cds.api.openapi import SECURITY, json_request_body, outcome_responses
 from cds.api.responses import JSONResponse
-from cds.calllog import log_call
+from cds.call.service_call import run_service
 from cds.errors import BadRequest, RequestError, UnknownService
-from cds.hooks import (
+from cds.kb.loader import Service
+from cds.logs import log_call
+from cds.protocol.wire import (
     CdsResponse,
     DiscoveryResponse,
     FeedbackRequest,
@@ -23,10 +25,8 @@ from cds.hooks import (
     ServiceDescriptor,
     dump_model,
 )
-from cds.knowledge import Service
 from cds.runtime import Runtime
-from cds.service_call import run_service
-from cds.store import Store
+from cds.store.protocol import Store
 
 __all__ = ["FeedbackReceipt", "discovery_document", "router", "validation_message"]
 

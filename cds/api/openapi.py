@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-from cds.hooks import HOOKS, FeedbackRequest, HookRequest
+from cds.protocol.wire import HOOKS, FeedbackRequest, HookRequest
 
 __all__ = [
     "FHIR_JSON",
@@ -133,7 +133,7 @@ def _component_schemas() -> dict[str, Any]:
 
 
 def _add_service_checks(schemas: dict[str, Any]) -> None:
-    """What the service checks beyond the tolerant models (see :mod:`cds.service_call`).
+    """What the service checks beyond the tolerant models (see :mod:`cds.call.service_call`).
 
     Every hook we answer has the patient in its context; a hook we do not know is refused;
     a feedback time is an RFC 3339 date-time.

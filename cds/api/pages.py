@@ -1,4 +1,4 @@
-"""The web pages (server-rendered HTML). Thin: the work is in :mod:`cds.pages`."""
+"""The web pages (server-rendered HTML). Thin: the work is in :mod:`cds.web`."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from cds.analytics import rule_feedback_stats
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
 from cds.api.responses import packaged_file
-from cds.burden import burden_report
-from cds.db import SqlStore
-from cds.education import education_index, render_education_html
+from cds.call.burden import burden_report
 from cds.errors import BadRequest, RequestError
-from cds.hooks import HOOKS
-from cds.knowledge import Knowledge
-from cds.pages.analytics_view import (
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import HOOKS
+from cds.runtime import Runtime
+from cds.store.analytics import rule_feedback_stats
+from cds.store.sql import SqlStore
+from cds.web.analytics_view import (
     SERIES,
     SERIES_COLOURS,
     Window,
@@ -28,13 +28,14 @@ from cds.pages.analytics_view import (
     feedback_rows,
     parse_window,
 )
-from cds.pages.case_status import CaseStatusCache
-from cds.pages.draft_orders import DRAFT_ORDERS
-from cds.pages.examples import ExamplePatient, example_catalogue, synthea_with_breast_cancer
-from cds.pages.kept_uploads import KeptUpload, KeptUploads
-from cds.pages.knowledge_view import rule_detail, rule_rows
-from cds.pages.negotiation import prefers_html
-from cds.pages.preview import (
+from cds.web.case_status import CaseStatusCache
+from cds.web.draft_orders import DRAFT_ORDERS
+from cds.web.education import education_index, render_education_html
+from cds.web.examples import ExamplePatient, example_catalogue, synthea_with_breast_cancer
+from cds.web.kept_uploads import KeptUpload, KeptUploads
+from cds.web.knowledge_view import rule_detail, rule_rows
+from cds.web.negotiation import prefers_html
+from cds.web.preview import (
     PreviewResult,
     parse_upload,
     patient_banner,
@@ -42,15 +43,14 @@ from cds.pages.preview import (
     preview_resources,
     request_patient,
 )
-from cds.pages.site import base_context, home_context
-from cds.pages.templating import render_page, sentence
-from cds.runtime import Runtime
+from cds.web.site import base_context, home_context
+from cds.web.templating import render_page, sentence
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["pages"])
 
-_STATIC = Path(__file__).resolve().parent.parent / "static"
+_STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 _STATIC_TYPES = {
     "site.css": "text/css; charset=utf-8",
     "preview.js": "text/javascript; charset=utf-8",

@@ -14,12 +14,12 @@ import pytest
 from fastapi import Request
 
 from cds.api.client_auth import audiences_for, authenticate_client
-from cds.auth import ClientVerifier, MemoryReplayCache, VerifiedClient
 from cds.errors import Unauthorized
-from cds.jwks_cache import JwksCache
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.runtime import Runtime
 from cds.settings import Settings
+from cds.trust.key_sets import JwksCache
+from cds.trust.tokens import ClientVerifier, MemoryReplayCache, VerifiedClient
 
 BASE = "https://cds.example.org/api"
 CLIENT = VerifiedClient(iss="https://ehr.example.org", tenant=None, kid="k1")

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from cds.hooks import HOOKS, CdsResponse, DiscoveryResponse
-from cds.knowledge import Knowledge
-from cds.prefetch import render_template
+from cds.call.prefetch import render_template
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import HOOKS, CdsResponse, DiscoveryResponse
 
 _TOKEN = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 _KNOWN_TOKENS = {"context.patientId", "context.encounterId", "context.userId", "userPractitionerId"}

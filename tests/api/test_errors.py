@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds.app import create_app
-from cds.hooks import FeedbackItem
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import FeedbackItem
 from cds.settings import Settings
-from cds.store import CallRecord, CardHistory, ShownCard, WithheldCard
+from cds.store.protocol import CallRecord, CardHistory, ShownCard, WithheldCard
 from tests.hook_services import service_for
 
 PV = "breast-cancer-followup-patient-view"

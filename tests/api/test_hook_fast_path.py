@@ -11,9 +11,9 @@ from starlette.types import Receive, Scope, Send
 
 from cds.api.hook_fast_path import hook_call_service_id
 from cds.app import create_app
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources, request_from_resources
-from cds.scenarios import example_patients
+from cds.call.request_builder import bundle_resources, request_from_resources
+from cds.fhir.scenarios import example_patients
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
 from cds.api.hooks_routes import SPEC_VERSION, discovery_document, validation_message
-from cds.hooks import HookRequest
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import HookRequest
 
 
 class _Shape(BaseModel):

@@ -1,5 +1,5 @@
 """Data that is not FHIR R4, or not about context.patientId, is refused with a 400 naming the
-resource and the field (cds/record_guard.py), never read as something it is not."""
+resource and the field (cds/engine/record_guard.py), never read as something it is not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.hook_services import service_for
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cds.analytics import rule_feedback_stats
 from cds.app import OPERATOR_PAGES, create_app
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
+from cds.store.analytics import rule_feedback_stats
 from tests.trust.conftest import patient_view_request
 
 SERVICE = "breast-cancer-followup-patient-view"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.hook_services import service_for
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 from pypdf import PdfReader
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.trust.conftest import patient_view_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

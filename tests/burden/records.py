@@ -7,10 +7,10 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from cds.cases import DEFAULT_PATIENT
-from cds.knowledge import Knowledge
-from cds.offline import request_from_resources
-from cds.service_call import CallResult, run_offline
+from cds.call.request_builder import request_from_resources
+from cds.call.rule_cases import DEFAULT_PATIENT
+from cds.call.service_call import CallResult, run_offline
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

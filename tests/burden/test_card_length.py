@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cds.cards import DETAIL_LIMIT, TEMPLATE_DETAIL_LIMIT, render_findings
-from cds.engine import Evidence, Fired
-from cds.findings import CardFinding
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources, request_from_resources
-from cds.scenarios import example_patients
-from cds.service_call import run_offline
+from cds.call.findings import CardFinding
+from cds.call.render import DETAIL_LIMIT, TEMPLATE_DETAIL_LIMIT, render_findings
+from cds.call.request_builder import bundle_resources, request_from_resources
+from cds.call.service_call import run_offline
+from cds.engine.evaluate import Evidence, Fired
+from cds.fhir.scenarios import example_patients
+from cds.kb.loader import Knowledge
 
 
 def test_every_template_detail_is_a_few_lines(knowledge: Knowledge) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds.burden import run_panel
+from cds.call.burden import run_panel
 from cds.cli import main
-from cds.knowledge import Knowledge, load_knowledge
-from cds.rule_review import is_reviewed, review_state
-from cds.scenarios import example_patients
+from cds.fhir.scenarios import example_patients
+from cds.kb.loader import Knowledge, load_knowledge
+from cds.kb.review import is_reviewed, review_state
 from cds.settings import Settings
 from tests.burden.records import base, call
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cds.engine import Evidence, Fired
-from cds.findings import CardFinding, resolve_findings
-from cds.knowledge import Knowledge
-from cds.repeat_limits import apply_limits, repeat_interval
-from cds.store import CardHistory
+from cds.call.findings import CardFinding, resolve_findings
+from cds.call.repeat_limits import apply_limits, repeat_interval
+from cds.engine.evaluate import Evidence, Fired
+from cds.kb.loader import Knowledge
+from cds.store.protocol import CardHistory
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 FACT = Evidence("finding", "Condition", "c1", "Something", "2026-05-30")

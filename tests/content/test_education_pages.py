@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from cds.knowledge import Knowledge
-from cds.rules import EducationPage
+from cds.kb.loader import Knowledge
+from cds.kb.schemas import EducationPage
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_GRADE = 8.0

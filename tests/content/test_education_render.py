@@ -1,13 +1,13 @@
-"""cds.education: pages rendered to safe HTML, and listed in the document's order."""
+"""cds.web.education: pages rendered to safe HTML, and listed in the document's order."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 
-from cds.education import education_index, render_education_html
-from cds.knowledge import Knowledge
-from cds.rules import EducationPage
+from cds.kb.loader import Knowledge
+from cds.kb.schemas import EducationPage
+from cds.web.education import education_index, render_education_html
 
 
 def _page(

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds.app import create_app
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.runtime import Runtime
 from cds.settings import Settings
 from tests.hook_services import with_every_hook

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cds.hooks import (
+from cds.kb.loader import Service
+from cds.protocol.wire import (
     Action,
     CdsResponse,
     DiscoveryResponse,
@@ -25,7 +26,6 @@ from cds.hooks import (
     OverrideReason,
     dump_model,
 )
-from cds.knowledge import Service
 from tests.contract.conftest import ContractApp
 from tests.hook_services import protocol_service_id
 
@@ -266,8 +266,8 @@ def _translated(body: dict[str, Any], service: Service) -> dict[str, Any]:
     return {**translated, "context": context, "prefetch": prefetch}
 
 
-# Examples whose own data, once prefetched, is refused (cds/record_guard.py): it is not R4, or
-# not the context's patient. (issue type, text in the diagnostics, why)
+# Examples whose own data, once prefetched, is refused (cds/engine/record_guard.py): it is not
+# R4, or not the context's patient. (issue type, text in the diagnostics, why)
 REFUSED_DATA: dict[str, tuple[str, str, str]] = {
     "ahrq-cql-services/fixtures__hooks-patients__R4__lazy_person_invocation.json": (
         "not-supported",

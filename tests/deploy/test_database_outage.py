@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, text
 
 from cds.app import create_app
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
 from tests.processes import free_port, start_cds, stop
 from tests.trust.conftest import patient_view_request, postgres_available, postgres_url
@@ -104,7 +104,7 @@ def _feedback(card: str) -> dict[str, Any]:
 
 def _call(http: httpx.Client | TestClient, base: str = "") -> list[str]:
     """One chart open of a new patient: every call shows a card (a warning is not shown to the
-    same patient twice in a day, see cds.repeat_limits)."""
+    same patient twice in a day, see cds.call.repeat_limits)."""
     patient = f"outage-{uuid.uuid4().hex[:12]}"
     response = http.post(
         f"{base}/cds-services/{SERVICE}", json=patient_view_request(patient_id=patient)

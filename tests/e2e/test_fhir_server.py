@@ -20,11 +20,11 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from cds.knowledge import Knowledge, Service
-from cds.logic import Node
-from cds.prefetch import render_template
-from cds.prefetch_plan import PrefetchPlan, plan_prefetch
-from cds.scenarios import example_patients
+from cds.call.prefetch import render_template
+from cds.fhir.scenarios import example_patients
+from cds.kb.loader import Knowledge, Service
+from cds.kb.logic import Node
+from cds.kb.prefetch_plan import PrefetchPlan, plan_prefetch
 from tests.e2e.conftest import BUDGET_SECONDS, FHIR_TOKEN
 from tests.e2e.medplum import MedplumServer
 from tests.processes import free_port

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from cds.knowledge import Knowledge, Service
+from cds.kb.loader import Knowledge, Service
 from tests.e2e.medplum import MedplumServer
 from tests.e2e.test_fhir_server import _call
 

@@ -34,7 +34,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from cds.api.openapi import OperationOutcome
 from cds.app import create_app
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.runtime import Runtime
 from cds.settings import Settings
 

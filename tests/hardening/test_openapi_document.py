@@ -8,12 +8,12 @@ import orjson
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
-from cds.analytics import RuleFeedbackStats
 from cds.api.analytics_routes import RuleFeedback
 from cds.api.openapi import OperationOutcome
 from cds.app import request_error_response
 from cds.errors import RequestError
-from cds.outcome import operation_outcome
+from cds.protocol.outcome import operation_outcome
+from cds.store.analytics import RuleFeedbackStats
 
 
 def test_the_document_is_valid_openapi(client: TestClient) -> None:

@@ -1,7 +1,7 @@
 """Every case of every rule (``knowledge/rules/<id>.cases.yaml``), one test each: ``<rule>/<case>``.
 
 Each case runs its rule alone through the real call path (prefetch, record, engine, cards) at a
-fixed date; see :mod:`cds.cases`.
+fixed date; see :mod:`cds.call.rule_cases`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cds.cases import run_case
+from cds.call.rule_cases import run_case
 from cds.errors import KnowledgeError
-from cds.knowledge import Knowledge, load_knowledge
+from cds.kb.loader import Knowledge, load_knowledge
 from tests.conftest import REPO
 
 

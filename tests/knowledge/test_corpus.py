@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cds.knowledge import Knowledge, iter_nodes
-from cds.logic import FactQuery, Node
-from cds.rules import Case, Rule
+from cds.kb.loader import Knowledge, iter_nodes
+from cds.kb.logic import FactQuery, Node
+from cds.kb.schemas import Case, Rule
 from tests.conftest import REPO
 
 RULES_DIR = REPO / "knowledge" / "rules"

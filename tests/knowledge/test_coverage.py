@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cds.coverage import coverage_gaps, render_coverage
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
+from cds.kb.source_coverage import coverage_gaps, render_coverage
 from tests.conftest import REPO
 
 COVERAGE_FILE = REPO / "knowledge" / "COVERAGE.md"

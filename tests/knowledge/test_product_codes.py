@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from cds.cases import run_case
-from cds.knowledge import Knowledge, iter_nodes, load_knowledge
-from cds.rules import Case, Rule
-from cds.terminology import RXNORM
+from cds.call.rule_cases import run_case
+from cds.kb.code_systems import RXNORM
+from cds.kb.loader import Knowledge, iter_nodes, load_knowledge
+from cds.kb.schemas import Case, Rule
 from tests.conftest import REPO
 
 _ORDER_HOOKS = ("order-select", "order-sign")

@@ -6,8 +6,8 @@ import re
 
 import yaml
 
-from cds.knowledge import Knowledge
-from cds.rules import Rule
+from cds.kb.loader import Knowledge
+from cds.kb.schemas import Rule
 from tests.conftest import REPO
 
 

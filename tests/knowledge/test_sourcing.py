@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 
 # Rules whose thresholds, intervals or checks come from guidelines, not from the document.
 BEYOND_THE_SOURCE = (

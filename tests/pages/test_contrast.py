@@ -9,7 +9,7 @@ import pytest
 
 import cds
 
-CSS = Path(cds.__file__).parent / "static" / "site.css"
+CSS = Path(cds.__file__).parent / "web" / "static" / "site.css"
 # (text colour, background) pairs the pages use; names are the stylesheet's custom properties.
 PAIRS = [
     ("text", "bg"),

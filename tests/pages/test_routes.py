@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cds.cases import run_case
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources, request_from_resources
+from cds.call.request_builder import bundle_resources, request_from_resources
+from cds.call.rule_cases import run_case
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
 from tests.trust.conftest import patient_view_request
 

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 
 from cds.errors import BadRequest, PayloadTooLarge
-from cds.knowledge import Knowledge, Service
-from cds.logic import Node
-from cds.pages.analytics_view import parse_window
-from cds.pages.charts import grouped_bar_chart
-from cds.pages.draft_orders import DRAFT_ORDERS, draft_medication_request
-from cds.pages.examples import SYNTHEA_GROUP, example_catalogue
-from cds.pages.logic_words import Phrase, logic_phrases, node_phrase, valuesets_of_rule
-from cds.pages.markdown import render_markdown
-from cds.pages.preview import parse_upload, patient_banner, preview_resources
-from cds.prefetch_plan import plan_prefetch
-from cds.rules import ServiceSpec
+from cds.kb.loader import Knowledge, Service
+from cds.kb.logic import Node
+from cds.kb.prefetch_plan import plan_prefetch
+from cds.kb.schemas import ServiceSpec
 from cds.settings import Settings
+from cds.web.analytics_view import parse_window
+from cds.web.charts import grouped_bar_chart
+from cds.web.draft_orders import DRAFT_ORDERS, draft_medication_request
+from cds.web.examples import SYNTHEA_GROUP, example_catalogue
+from cds.web.logic_words import Phrase, logic_phrases, node_phrase, valuesets_of_rule
+from cds.web.markdown import render_markdown
+from cds.web.preview import parse_upload, patient_banner, preview_resources
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_catalogue_marks_the_synthea_patients_with_breast_cancer(
 ) -> None:
     import bz2
 
-    from cds.pages.examples import SYNTHEA_BREAST_CANCER_GROUP
+    from cds.web.examples import SYNTHEA_BREAST_CANCER_GROUP
 
     def record(family: str, *codes: str) -> bytes:
         patient = {"resourceType": "Patient", "id": family, "name": [{"family": family}]}

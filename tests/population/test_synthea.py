@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources, read_json_file, request_from_resources
-from cds.service_call import run_offline
+from cds.call.request_builder import bundle_resources, read_json_file, request_from_resources
+from cds.call.service_call import run_offline
+from cds.kb.loader import Knowledge
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 

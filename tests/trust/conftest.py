@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from cds.app import create_app
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
 
 PG_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -265,7 +265,7 @@ def patient_view_request(
     hook_instance: str | None = None, patient_id: str = "p1"
 ) -> dict[str, Any]:
     """A patient-view call whose patient (breast cancer history, new back pain) gets a card
-    (a warning: not shown again to the same patient within a day, see cds.repeat_limits)."""
+    (a warning: not shown again to the same patient within a day, see cds.call.repeat_limits)."""
     today = datetime.now(UTC).date().isoformat()
     return {
         "hook": "patient-view",

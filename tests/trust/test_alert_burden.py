@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from cds.app import create_app
-from cds.db import hook_calls, open_store, withheld_cards
-from cds.knowledge import Knowledge
-from cds.offline import request_from_resources
+from cds.call.request_builder import request_from_resources
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
+from cds.store.sql import hook_calls, open_store, withheld_cards
 from tests.burden.records import base, condition
 
 SERVICE = "breast-cancer-followup-patient-view"

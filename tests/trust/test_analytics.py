@@ -11,14 +11,14 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from cds.analytics import RuleFeedbackStats, rule_feedback_stats
 from cds.app import create_app
 from cds.cli import main
-from cds.db import SqlStore, open_store
-from cds.hooks import FeedbackItem
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import FeedbackItem
 from cds.settings import Settings
-from cds.store import ShownCard
+from cds.store.analytics import RuleFeedbackStats, rule_feedback_stats
+from cds.store.protocol import ShownCard
+from cds.store.sql import SqlStore, open_store
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 4, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from cds.db import feedback
+from cds.store.sql import feedback
 from tests.hardening.db_integrity import postgres_integrity_problems
 from tests.processes import free_port, start_cds, stop
 from tests.trust.conftest import PATIENT_VIEW_SERVICE

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from cds.app import create_app
-from cds.db import SqlStore, feedback, open_store, shown_cards
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
+from cds.store.sql import SqlStore, feedback, open_store, shown_cards
 from tests.trust.conftest import (
     BASE_URL,
     ISS,

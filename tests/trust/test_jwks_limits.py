@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from cds.errors import Unauthorized
-from cds.jwks_cache import JwksCache
+from cds.trust.key_sets import JwksCache
 from tests.hardening.fhir_faults import gzip_bomb
 
 MB = 1024 * 1024

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from cds.auth import ClientVerifier, MemoryReplayCache, VerifiedClient
 from cds.errors import Unauthorized
-from cds.jwks_cache import JwksCache
-from cds.trusted_clients import parse_trusted_clients
+from cds.trust.clients import parse_trusted_clients
+from cds.trust.key_sets import JwksCache
+from cds.trust.tokens import ClientVerifier, MemoryReplayCache, VerifiedClient
 from tests.trust.conftest import ISS, JwksServer, KeyPair, claims, new_ec_key, sign
 
 AUD = "https://cds.hospital.test/cds-services"

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from cds.api.metrics import RequestMetricsMiddleware
-from cds.hooks import CdsResponse
-from cds.knowledge import Knowledge
+from cds.call.service_call import CallResult
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import CdsResponse
 from cds.runtime import Runtime
-from cds.service_call import CallResult
 from cds.settings import Settings
 from tests.trust.conftest import PATIENT_VIEW_SERVICE, patient_view_request
 

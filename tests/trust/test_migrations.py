@@ -15,10 +15,10 @@ from sqlalchemy import Engine, inspect, text
 
 from cds.app import create_app
 from cds.cli import main
-from cds.db import SCHEMA_HEAD, make_engine, metadata, open_store
-from cds.knowledge import Knowledge
-from cds.migrate import alembic_config, current_revision, head_revision, upgrade_database
+from cds.kb.loader import Knowledge
 from cds.settings import Settings
+from cds.store.migrate import alembic_config, current_revision, head_revision, upgrade_database
+from cds.store.sql import SCHEMA_HEAD, make_engine, metadata, open_store
 
 
 @pytest.fixture
@@ -109,5 +109,5 @@ def test_opening_a_database_at_head_runs_no_migration(
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("migrated a database already at head")
 
-    monkeypatch.setattr("cds.migrate.upgrade_database", refuse)
+    monkeypatch.setattr("cds.store.migrate.upgrade_database", refuse)
     open_store(db_settings).close()  # at head: checked with one query, nothing else

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 
-from cds.jwks_cache import parse_jwk_set
-from cds.trusted_clients import load_trusted_clients
+from cds.trust.clients import load_trusted_clients
+from cds.trust.key_sets import parse_jwk_set
 from tests.conftest import REPO
 from tests.trust.conftest import (
     PATIENT_VIEW_SERVICE,

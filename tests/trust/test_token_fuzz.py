@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt import api_jws as jws
 
-from cds.auth import ClientVerifier, MemoryReplayCache
 from cds.errors import Unauthorized
-from cds.jwks_cache import JwksCache
-from cds.trusted_clients import parse_trusted_clients
+from cds.trust.clients import parse_trusted_clients
+from cds.trust.key_sets import JwksCache
+from cds.trust.tokens import ClientVerifier, MemoryReplayCache
 from tests.trust.conftest import ISS, b64url, new_ec_key
 
 KEY = new_ec_key(kid="k1")

@@ -10,7 +10,7 @@ import yaml
 from jwt.algorithms import RSAAlgorithm
 
 from cds.errors import ConfigurationError
-from cds.trusted_clients import load_trusted_clients, parse_trusted_clients
+from cds.trust.clients import load_trusted_clients, parse_trusted_clients
 from tests.conftest import REPO
 from tests.trust.conftest import KeyPair, new_rsa_key, write_clients
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources
-from cds.record import PatientRecord
-from cds.scenarios import example_patients, large_patient
+from cds.call.request_builder import bundle_resources
+from cds.engine.record import PatientRecord
+from cds.fhir.scenarios import example_patients, large_patient
+from cds.kb.loader import Knowledge
 
 
 def example_records(today: date, large_size: int) -> list[tuple[str, list[dict[str, Any]]]]:

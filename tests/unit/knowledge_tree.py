@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from cds.engine import Evaluation, Fired, evaluate
-from cds.knowledge import Knowledge, load_knowledge
-from cds.record import PatientRecord
-from cds.rules import Rule
+from cds.engine.evaluate import Evaluation, Fired, evaluate
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge, load_knowledge
+from cds.kb.schemas import Rule
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -15,15 +15,15 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from cds.app import create_app
-from cds.call_store import CallStore
-from cds.db import SqlStore, feedback, open_store, shown_cards
+from cds.call.request_builder import bundle_resources, request_from_resources
 from cds.errors import ServiceUnavailable
-from cds.hooks import FeedbackItem
-from cds.knowledge import Knowledge
-from cds.offline import bundle_resources, request_from_resources
-from cds.scenarios import example_patients
+from cds.fhir.scenarios import example_patients
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import FeedbackItem
 from cds.settings import Settings
-from cds.store import ShownCard
+from cds.store.protocol import ShownCard
+from cds.store.sql import SqlStore, feedback, open_store, shown_cards
+from cds.store.write_behind import CallStore
 
 NOW = datetime.now(UTC)
 SUPPRESSING = ["already-addressed"]

@@ -1,7 +1,7 @@
 """Cards rendered straight to wire JSON equal what the pydantic models give, for every rule.
 
-The reference below builds each card from the :mod:`cds.hooks` models and dumps it with
-``dump_model``, the way every card was rendered before :func:`cds.cards.render_cards`.
+The reference below builds each card from the :mod:`cds.protocol.wire` models and dumps it with
+``dump_model``, the way every card was rendered before :func:`cds.call.render.render_cards`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ from typing import Any
 import orjson
 import pytest
 
-from cds.cards import (
+from cds.call.render import (
     OVERRIDE_REASON_SYSTEM,
-    RULE_SYSTEM,
     build_cards,
     card_uuid,
     escape_markdown,
     render_cards,
 )
-from cds.engine import Evidence, Fired
-from cds.hooks import (
+from cds.call.service_call import CallResult
+from cds.engine.evaluate import Evidence, Fired
+from cds.kb.code_systems import RULE_SYSTEM
+from cds.kb.loader import Knowledge
+from cds.kb.schemas import Rule
+from cds.kb.suggestion_check import fill_placeholders
+from cds.protocol.wire import (
     Action,
     Card,
     CdsResponse,
@@ -33,10 +37,6 @@ from cds.hooks import (
     Suggestion,
     dump_model,
 )
-from cds.knowledge import Knowledge
-from cds.rules import Rule
-from cds.service_call import CallResult
-from cds.suggestion_check import fill_placeholders
 
 
 def _reference_card(

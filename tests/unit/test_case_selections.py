@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds.cases import run_case
-from cds.rules import Case
+from cds.call.rule_cases import run_case
+from cds.kb.schemas import Case
 from tests.unit.knowledge_tree import Tree, rule_data
 
 _RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"

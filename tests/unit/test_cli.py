@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from cds import __version__
+from cds.call.request_builder import request_from_resources
 from cds.cli import CHECK_WIDTH, main
 from cds.errors import ConfigurationError, KnowledgeError
-from cds.knowledge import load_knowledge
-from cds.offline import request_from_resources
+from cds.kb.loader import load_knowledge
 from cds.settings import Settings
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}

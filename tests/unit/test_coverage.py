@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cds.cli import main
-from cds.coverage import coverage_gaps, render_coverage, section_coverage
+from cds.kb.source_coverage import coverage_gaps, render_coverage, section_coverage
 from tests.unit.knowledge_tree import Tree, rule_data
 
 PAGE = """---

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cds.hooks import FeedbackRequest
+from cds.protocol.wire import FeedbackRequest
 from cds.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import (
     CONDITION_ACTIVE,
     ICD,
@@ -392,7 +392,7 @@ def test_resources_of_another_patient_are_ignored(kb: Knowledge) -> None:
 
 
 def test_unavailable_and_suppressed_rules_are_reported_not_run(kb: Knowledge) -> None:
-    from cds.engine import evaluate
+    from cds.engine.evaluate import evaluate
     from tests.unit.knowledge_tree import record_of
 
     rule = make_rule([BC])

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from cds.cards import build_cards, escape_markdown
-from cds.engine import evaluate
-from cds.knowledge import Knowledge
+from cds.call.render import build_cards, escape_markdown
+from cds.engine.evaluate import evaluate
+from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import (
     PATIENT,
     REPO,
@@ -50,8 +50,8 @@ def test_deceased_patients_get_no_cards_at_all(kb: Knowledge, dead: dict[str, An
 
 def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) -> None:
 
-    from cds.offline import request_from_resources
-    from cds.service_call import run_offline
+    from cds.call.request_builder import request_from_resources
+    from cds.call.service_call import run_offline
     from cds.settings import Settings
     from tests.unit.knowledge_tree import NOW
 
@@ -70,7 +70,7 @@ def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) ->
 
 
 def _cards(kb: Knowledge, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from cds.hooks import dump_model
+    from cds.protocol.wire import dump_model
 
     rule = kb.rules["test-rule"]
     fired = evaluate(kb, [rule], record_of(kb, resources)).fired
@@ -91,7 +91,7 @@ _DETERMINISM_SCRIPT = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from tests.unit.knowledge_tree import Tree, record_of, condition, breast_cancer, ICD, SNOMED
-    from cds.engine import evaluate
+    from cds.engine.evaluate import evaluate
     kb = Tree(Path(sys.argv[1])).load()
     pains = [condition(f"p{i}", ICD if i % 2 else SNOMED, "M54.50" if i % 2 else "12584003",
                        "2026-05-01") for i in range(12)]

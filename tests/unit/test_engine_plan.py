@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from cds import engine
-from cds.logic import Node
-from cds.record import PatientRecord
-from cds.terminology import ICD10CM, SNOMED, CodeIndex, CompiledValueSet
+from cds.engine import evaluate as engine
+from cds.engine.record import PatientRecord
+from cds.kb.code_systems import ICD10CM, SNOMED
+from cds.kb.logic import Node
+from cds.kb.terminology import CodeIndex, CompiledValueSet
 
 
 def _node(data: dict[str, Any]) -> Node:

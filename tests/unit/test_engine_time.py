@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import Tree, bone_pain, breast_cancer, fired, make_rule
 
 

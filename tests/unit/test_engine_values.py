@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import (
     SNOMED,
     Tree,
@@ -352,7 +352,7 @@ def test_trend_needs_two_points_in_the_window_and_a_drop_not_a_rise(kb: Knowledg
 def test_latest_cannot_combine_with_count_or_trend() -> None:
     from pydantic import ValidationError
 
-    from cds.logic import FactQuery
+    from cds.kb.logic import FactQuery
 
     with pytest.raises(ValidationError, match="latest"):
         FactQuery.model_validate({"valueset": "x", "latest": True, "count": {"at_least": 2}})

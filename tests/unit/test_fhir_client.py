@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from cds.errors import FhirServerError
-from cds.fhir_client import FhirClient, check_fhir_server_url, is_loopback_url
+from cds.fhir.client import FhirClient, check_fhir_server_url
+from cds.loopback import is_loopback_url
 
 BASE = "https://ehr.example/fhir"
 TOKEN = "tok-123"

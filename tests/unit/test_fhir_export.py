@@ -16,8 +16,8 @@ from fhir.resources.R4B.valueset import ValueSet
 
 from cds.cli import main
 from cds.errors import KnowledgeError
-from cds.fhir_export import EXTENSIONS, READABLE_LANGUAGE, build_fhir_export
-from cds.knowledge import Knowledge
+from cds.fhir.export import EXTENSIONS, READABLE_LANGUAGE, build_fhir_export
+from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import Tree, rule_data
 
 BASE = "https://cds.example.org"
@@ -194,7 +194,7 @@ def test_invalid_fhir_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError) as caught:
         build_fhir_export(knowledge, base_url=BASE)
     assert any(f"PlanDefinition-{long_id}.json: id" in p for p in caught.value.problems)
-    from cds.fhir_export import write_fhir_export
+    from cds.fhir.export import write_fhir_export
 
     out = tmp_path / "out"
     with pytest.raises(KnowledgeError):

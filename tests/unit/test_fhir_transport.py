@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from cds.fhir_transport import AiohttpTransport
+from cds.fhir.transport import AiohttpTransport
 
 Answer = Callable[[bytes], Awaitable[bytes | None]]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cds.fhirtime import parse_duration, parse_fhir_datetime, resource_date
+from cds.protocol.fhir_dates import parse_duration, parse_fhir_datetime, resource_date
 
 
 @pytest.mark.parametrize(

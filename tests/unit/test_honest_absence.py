@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cds.cases import case_resources
-from cds.engine import evaluate
-from cds.knowledge import Knowledge
-from cds.record import PatientRecord
+from cds.call.rule_cases import case_resources
+from cds.engine.evaluate import evaluate
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge
 from tests.unit.example_records import indexed_record
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds.hooks import (
+from cds.protocol.wire import (
     Action,
     Card,
     CdsResponse,

@@ -11,7 +11,7 @@ import pytest
 
 from cds.cli import main
 from cds.errors import KnowledgeError
-from cds.knowledge import Knowledge, load_knowledge
+from cds.kb.loader import Knowledge, load_knowledge
 from tests.unit.knowledge_tree import TEMPLATE, Tree, rule_data
 
 RULE_FILE = "knowledge/rules/test-rule.yaml"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cds.logic import Node
-from cds.logic_text import describe_duration, describe_node, describe_rule
-from cds.rules import Definition, Rule
+from cds.kb.logic import Node
+from cds.kb.logic_text import describe_duration, describe_node, describe_rule
+from cds.kb.schemas import Definition, Rule
 from tests.unit.knowledge_tree import rule_data
 
 DEFINITIONS = {

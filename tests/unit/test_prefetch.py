@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cds.fhir_client import FhirClient
-from cds.hooks import HookRequest
-from cds.prefetch import ResolvedData, render_template, resolve_prefetch, split_prefetch_value
-from cds.prefetch_plan import PrefetchKey, PrefetchPlan
+from cds.call.prefetch import ResolvedData, render_template, resolve_prefetch, split_prefetch_value
+from cds.fhir.client import FhirClient
+from cds.kb.prefetch_plan import PrefetchKey, PrefetchPlan
+from cds.protocol.wire import HookRequest
 
 BASE = "https://ehr.example/fhir"
 PLAN = PrefetchPlan(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cds.knowledge import Knowledge
+from cds.kb.loader import Knowledge
 
 
 def _template(knowledge: Knowledge, service_id: str, key: str) -> str:

@@ -1,12 +1,11 @@
 """The generated RxNorm product table: reproducible from its extracts, and complete for the
-ingredients the value sets name (see cds/product_table.py)."""
+ingredients the value sets name (see cds/kb/product_table.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cds.knowledge import load_yaml_text
-from cds.product_table import (
+from cds.kb.product_table import (
     SOURCES,
     TABLE,
     build_products,
@@ -16,6 +15,7 @@ from cds.product_table import (
     render_table,
     substances,
 )
+from cds.strict_yaml import load_yaml_text
 from tests.conftest import REPO
 
 # Value-set ingredients no public extract here offers a product of (injectables and drugs
@@ -54,7 +54,7 @@ def _valueset_ingredients() -> set[str]:
 
 def test_the_checked_in_table_is_what_the_generator_writes() -> None:
     assert TABLE.read_text(encoding="utf-8") == render_table(build_products()), (
-        "knowledge/terminology/rxnorm-ingredients.yaml is stale: run python -m cds.product_table"
+        "knowledge/terminology/rxnorm-ingredients.yaml is stale: run python -m cds.kb.product_table"
     )
 
 

@@ -8,13 +8,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cds.call.prefetch import render_template, split_prefetch_value
+from cds.call.request_builder import request_from_resources
+from cds.call.service_call import run_offline
+from cds.engine.record import PatientRecord
 from cds.errors import RequestError
-from cds.hooks import dump_model
-from cds.knowledge import Knowledge
-from cds.offline import request_from_resources
-from cds.prefetch import render_template, split_prefetch_value
-from cds.record import PatientRecord
-from cds.service_call import run_offline
+from cds.kb.loader import Knowledge
+from cds.protocol.wire import dump_model
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SYSTEMS = [

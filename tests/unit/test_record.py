@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds.engine import evaluate
-from cds.knowledge import Knowledge
-from cds.record import PatientRecord
-from cds.rules import Rule
+from cds.engine.evaluate import evaluate
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge
+from cds.kb.schemas import Rule
 from tests.unit.knowledge_tree import (
     ICD,
     NOW,

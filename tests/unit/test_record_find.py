@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from cds.record import PatientRecord
-from cds.terminology import ICD10CM, RXNORM, SNOMED, CompiledValueSet
+from cds.engine.record import PatientRecord
+from cds.kb.code_systems import ICD10CM, RXNORM, SNOMED
+from cds.kb.terminology import CompiledValueSet
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ICD_CODES = ["C50.911", "C50.912", "C50.9", "C79.51", "C79.5", "M54.50", "M54.5", "Z85.3", "C77.3"]

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cds.engine import Evaluation, evaluate
-from cds.knowledge import Knowledge
-from cds.record import PatientRecord
+from cds.engine.evaluate import Evaluation, evaluate
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge
 from tests.unit.example_records import example_records, indexed_record
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

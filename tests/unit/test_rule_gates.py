@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cds.engine import evaluate
-from cds.knowledge import Knowledge
-from cds.logic import Node
-from cds.rule_gates import rule_gates
+from cds.engine.evaluate import evaluate
+from cds.kb.loader import Knowledge
+from cds.kb.logic import Node
+from cds.kb.rule_gates import rule_gates
 from tests.unit.example_records import example_records, indexed_record
 from tests.unit.knowledge_tree import make_rule
 

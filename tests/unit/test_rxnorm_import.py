@@ -9,8 +9,9 @@ import pytest
 
 from cds.cli import main
 from cds.errors import KnowledgeError, TerminologyImportError
-from cds.knowledge import load_knowledge, load_yaml_text
-from cds.rxnorm_import import import_rxnorm
+from cds.kb.loader import load_knowledge
+from cds.kb.rxnorm_import import import_rxnorm
+from cds.strict_yaml import load_yaml_text
 from tests.conftest import REPO
 
 # (rxcui, tty, name, suppress)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cds.knowledge import Knowledge
-from cds.record import PatientRecord
-from cds.service_call import draft_orders_of
+from cds.call.service_call import draft_orders_of
+from cds.engine.record import PatientRecord
+from cds.kb.loader import Knowledge
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

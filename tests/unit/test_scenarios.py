@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds.cli import main
-from cds.scenarios import Scenario, example_patients, large_patient
+from cds.fhir.scenarios import Scenario, example_patients, large_patient
 
 NOW = date(2026, 3, 15)
 REQUIRED = {

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from cds.call.service_call import CallResult, draft_orders_of, patient_key, run_offline, run_service
 from cds.errors import BadRequest, PrefetchUnavailable
-from cds.hooks import FeedbackItem, HookRequest
-from cds.knowledge import Knowledge, Service
-from cds.service_call import CallResult, draft_orders_of, patient_key, run_offline, run_service
+from cds.kb.loader import Knowledge, Service
+from cds.protocol.wire import FeedbackItem, HookRequest
 from cds.settings import Settings
-from cds.store import CallRecord, CardHistory, ShownCard, WithheldCard
+from cds.store.protocol import CallRecord, CardHistory, ShownCard, WithheldCard
 from tests.hook_services import service_for, with_every_hook
 from tests.trust.conftest import patient_view_request
 

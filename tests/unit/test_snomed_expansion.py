@@ -10,9 +10,10 @@ import pytest
 
 from cds.cli import main
 from cds.errors import TerminologyImportError
-from cds.knowledge import load_knowledge, load_yaml_text
-from cds.snomed_expansion import TABLE, import_snomed, keeps, shipped_text
-from cds.terminology import SNOMED
+from cds.kb.code_systems import SNOMED
+from cds.kb.loader import load_knowledge
+from cds.kb.snomed_expansion import TABLE, import_snomed, keeps, shipped_text
+from cds.strict_yaml import load_yaml_text
 from tests.conftest import REPO
 
 _IS_A = "116680003"
@@ -60,7 +61,8 @@ def write_rf2(folder: Path) -> Path:
 
 def test_the_shipped_expansion_is_what_the_generator_writes() -> None:
     assert TABLE.read_text(encoding="utf-8") == shipped_text(), (
-        "knowledge/terminology/snomed-descendants.yaml is stale: run python -m cds.snomed_expansion"
+        "knowledge/terminology/snomed-descendants.yaml is stale: "
+        "run python -m cds.kb.snomed_expansion"
     )
 
 

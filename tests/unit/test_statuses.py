@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cds import statuses
+from cds.engine import statuses
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "record-reading.md"
 

@@ -7,17 +7,9 @@ from typing import Any
 
 import pytest
 
-from cds.knowledge import Knowledge
-from cds.terminology import (
-    HGNC,
-    ICD10CM,
-    LOINC,
-    RXNORM,
-    SNOMED,
-    CompiledValueSet,
-    canonical_system,
-    normalize_code,
-)
+from cds.kb.code_systems import HGNC, ICD10CM, LOINC, RXNORM, SNOMED
+from cds.kb.loader import Knowledge
+from cds.kb.terminology import CompiledValueSet, canonical_system, normalize_code
 from tests.unit.knowledge_tree import ICD, Tree, condition, fired, make_rule
 
 

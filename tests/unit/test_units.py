@@ -1,10 +1,10 @@
-"""UCUM conversion: what converts, what stays unknown (cds/units.py)."""
+"""UCUM conversion: what converts, what stays unknown (cds/engine/units.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cds.units import MOLAR_MASS, quantity_in, to_unit
+from cds.engine.units import MOLAR_MASS, quantity_in, to_unit
 
 CALCIUM = MOLAR_MASS["calcium"]
 

@@ -1,0 +1,1 @@
+"""One CDS service call: prefetch, evaluation, findings, card rendering, repeat limits."""

@@ -1,0 +1,1 @@
+"""The knowledge base: file schemas, loading, the logic model, terminology tables."""

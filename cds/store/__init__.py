@@ -1,0 +1,1 @@
+"""The database: the protocol the call path uses, SQL, write-behind log, analytics."""

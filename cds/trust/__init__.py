@@ -1,0 +1,1 @@
+"""Trusting CDS clients: JWT verification, the trusted-client file, key sets, replay."""

@@ -1,0 +1,1 @@
+"""The web pages' view logic, templates and static files (routes: :mod:`cds.api.pages`)."""

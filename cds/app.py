@@ -32,6 +32,7 @@ from cds.metrics import MeasuredTransport
 from cds.protocol.outcome import operation_outcome
 from cds.runtime import Runtime
 from cds.settings import Settings, load_settings
+from cds.store.call_log import NO_CALL_LOG, StoreCallLog
 from cds.store.preview import PreviewStore
 from cds.store.protocol import Store
 from cds.store.sql import SqlStore, open_store
@@ -66,7 +67,7 @@ def create_app(
         settings=settings,
         knowledge=knowledge,
         store=store,
-        preview_store=PreviewStore(suppressing),
+        preview_store=PreviewStore(),
     )
     trusted = configured_trusted_clients(settings)
 
@@ -75,14 +76,19 @@ def create_app(
         units.warm()  # the UCUM registry, built once per process, not in the first call
         if runtime.store is None and use_database:
             runtime.store = open_store(settings, suppressing)
-        if isinstance(runtime.store, SqlStore):
+        # The composition root: the one place that tells the SQL store from others.
+        runtime.database = runtime.store if isinstance(runtime.store, SqlStore) else None
+        if runtime.database is not None:
             runtime.call_store = CallStore(
-                runtime.store,
+                runtime.database,
                 window_days=settings.suppression_days,
                 refresh_seconds=settings.suppression_refresh_seconds,
                 on_drop=runtime.metrics.card_log_dropped.inc,
             )
             runtime.call_store.start()
+            runtime.call_log = runtime.call_store
+        elif runtime.store is not None:
+            runtime.call_log = StoreCallLog(runtime.store)
         runtime.fhir_transport = MeasuredTransport(
             AiohttpTransport(max_connections=100), runtime.metrics
         )
@@ -101,6 +107,7 @@ def create_app(
             if runtime.call_store is not None:
                 runtime.call_store.close()
                 runtime.call_store = None
+                runtime.call_log = NO_CALL_LOG
             if runtime.store is not None:
                 runtime.store.close()
             logger.info("stopped", extra={"fields": {"version": __version__}})

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
+from cds.api.dependencies import RuntimeDep
 from cds.api.openapi import outcome_responses
 from cds.api.responses import JSONResponse
 from cds.errors import ServiceUnavailable
-from cds.runtime import Runtime
 from cds.store.analytics import report_window, rule_feedback_stats
-from cds.store.sql import SqlStore
 
 __all__ = ["FeedbackReport", "router"]
 
@@ -52,13 +51,12 @@ class FeedbackReport(BaseModel):
     responses=outcome_responses(400, 503),
 )
 async def feedback_analytics(
-    request: Request, since: str | None = None, until: str | None = None
+    runtime: RuntimeDep, since: str | None = None, until: str | None = None
 ) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
     start, end = report_window(since, until, datetime.now(UTC))
-    if not isinstance(runtime.store, SqlStore):
+    if runtime.database is None:
         raise ServiceUnavailable("feedback analytics need the database")
-    stats = await asyncio.to_thread(rule_feedback_stats, runtime.store, start, end)
+    stats = await asyncio.to_thread(rule_feedback_stats, runtime.database, start, end)
     return JSONResponse(
         {
             "since": start.isoformat(),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from cds.api.dependencies import RuntimeDep, route_path
 from cds.errors import Unauthorized
 from cds.logs import logger
-from cds.runtime import Runtime
 from cds.trust.tokens import bearer_token
 
 __all__ = ["audiences_for", "authenticate_client"]
@@ -25,14 +25,7 @@ def audiences_for(base_url: str, route_path: str) -> list[str]:
     return [url]
 
 
-def _route_path(request: Request) -> str:
-    path: str = request.scope["path"]
-    root: str = request.scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-async def authenticate_client(request: Request) -> None:
-    runtime: Runtime = request.app.state.runtime
+async def authenticate_client(request: Request, runtime: RuntimeDep) -> None:
     try:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
@@ -42,7 +35,7 @@ async def authenticate_client(request: Request) -> None:
         if runtime.verifier is None:
             raise Unauthorized("no_trusted_clients")
         request.state.client = await runtime.verifier.verify(
-            token, audiences_for(runtime.settings.public_base_url, _route_path(request))
+            token, audiences_for(runtime.settings.public_base_url, route_path(request.scope))
         )
     except Unauthorized as exc:
         runtime.metrics.jwt_rejections.labels(exc.reason).inc()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
+from cds.api.dependencies import RuntimeDep
 from cds.api.openapi import outcome_responses
 from cds.api.responses import FhirJSONResponse, JSONResponse
 from cds.protocol.outcome import operation_outcome
-from cds.runtime import Runtime
 
 __all__ = ["router"]
 
@@ -47,8 +47,7 @@ async def healthz() -> JSONResponse:
     response_class=JSONResponse,
     responses=outcome_responses(503),
 )
-async def readyz(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     backend = runtime.settings.database_backend if runtime.store is not None else "none"
     if runtime.store is not None:
         try:

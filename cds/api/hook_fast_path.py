@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.api.client_auth import authenticate_client
+from cds.api.dependencies import route_path, runtime_of
 from cds.api.hooks_routes import call_service
 from cds.errors import RequestError
 
@@ -32,10 +33,7 @@ def hook_call_service_id(scope: Scope) -> str | None:
     """The service id when ``scope`` is a hook call (``POST /cds-services/{id}``), else None."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return None
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    path = route_path(scope)
     if not path.startswith(_PREFIX):
         return None
     service_id = path[len(_PREFIX) :]
@@ -56,8 +54,9 @@ class HookCallEndpoint:
         request = Request(scope, receive)
         response: Response
         try:
-            await authenticate_client(request)
-            response = await call_service(service_id, request)
+            runtime = runtime_of(request)
+            await authenticate_client(request, runtime)
+            response = await call_service(service_id, request, runtime)
         except RequestError as exc:
             response = self.on_error(exc)
         await response(scope, receive, send)

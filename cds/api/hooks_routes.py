@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
 from cds.api.body import read_json
+from cds.api.dependencies import RuntimeDep
 from cds.api.openapi import SECURITY, json_request_body, outcome_responses
 from cds.api.responses import JSONResponse
 from cds.call.service_call import run_service
@@ -39,11 +40,6 @@ class FeedbackReceipt(BaseModel):
 
     received: int
     new: int
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def validation_message(exc: ValidationError, what: str) -> BadRequest:
@@ -84,8 +80,7 @@ def discovery_document(services: dict[str, Service]) -> DiscoveryResponse:
     responses=outcome_responses(401),
     openapi_extra=SECURITY,
 )
-async def discovery(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+async def discovery(request: Request, runtime: RuntimeDep) -> JSONResponse:
     document = getattr(request.app.state, "discovery", None)
     if document is None:
         document = dump_model(discovery_document(runtime.knowledge.services))
@@ -108,8 +103,7 @@ def _service(runtime: Runtime, service_id: str) -> Service:
     responses=outcome_responses(400, 401, 404, 412, 413, 415),
     openapi_extra=json_request_body(HookRequest),
 )
-async def call_service(service_id: str, request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
     started = time.perf_counter()
     # A made-up id is not logged: the path is the caller's text, of any length.
     known = service_id in runtime.knowledge.services
@@ -130,7 +124,7 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
             settings=runtime.settings,
             fhir_transport=runtime.fhir_transport,
             now=datetime.now(UTC),
-            store=runtime.call_store or runtime.store,
+            call_log=runtime.call_log,
         )
         status = 200
         fields.update(
@@ -159,8 +153,7 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
     responses=outcome_responses(400, 401, 404, 413, 415),
     openapi_extra=json_request_body(FeedbackRequest),
 )
-async def post_feedback(service_id: str, request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+async def post_feedback(service_id: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
     _service(runtime, service_id)
     body = await read_json(request, runtime.settings.max_body_bytes)
     try:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds.api.dependencies import RuntimeDep, route_path
 from cds.api.openapi import outcome_responses
 from cds.metrics import CONTENT_TYPE
 from cds.runtime import Runtime
@@ -26,8 +27,7 @@ _PREFIX = "/cds-services"
     response_class=PlainTextResponse,
     responses=outcome_responses(),
 )
-async def metrics(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+async def metrics(runtime: RuntimeDep) -> Response:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -49,10 +49,7 @@ class RequestMetricsMiddleware:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = route_path(scope)
         if (
             scope["type"] != "http"
             or scope["method"] == "OPTIONS"

@@ -11,15 +11,14 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
+from cds.api.dependencies import runtime_of
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
 from cds.api.responses import packaged_file
 from cds.call.burden import burden_report
 from cds.errors import BadRequest, RequestError
 from cds.kb.loader import Knowledge
 from cds.protocol.wire import HOOKS
-from cds.runtime import Runtime
 from cds.store.analytics import rule_feedback_stats
-from cds.store.sql import SqlStore
 from cds.web.analytics_view import (
     SERIES,
     SERIES_COLOURS,
@@ -87,11 +86,6 @@ _NOT_FOUND = merge_responses(
 )
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
 
@@ -105,7 +99,7 @@ def _not_found(request: Request, detail: str, *, nav: str, title: str, back: str
     if not prefers_html(request.headers.get("accept")):
         raise HTTPException(status_code=404, detail=detail)
     body = _page(
-        _runtime(request).knowledge,
+        runtime_of(request).knowledge,
         "not_found.html",
         nav=nav,
         title=title,
@@ -130,7 +124,7 @@ async def static_file(name: str) -> Response:
 
 @router.get("/", response_class=HTMLResponse, responses=_PAGE)
 async def home(request: Request) -> HTMLResponse:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     context = home_context(runtime.knowledge, runtime.settings)
     return _html(_page(runtime.knowledge, "home.html", nav="/", title="Home", **context))
 
@@ -176,7 +170,7 @@ async def _preview(
     """The preview page; with a patient or a file, its cards. A file uploaded with this very
     submit is used even if a patient is still chosen from the run before; a file kept from an
     earlier run is used only while no patient is chosen."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     knowledge, settings = runtime.knowledge, runtime.settings
     if upload is not None and fresh_upload:
         patient = ""
@@ -215,7 +209,7 @@ async def _preview(
                     parsed.hook_request,
                     knowledge=knowledge,
                     settings=settings,
-                    store=runtime.preview_store,
+                    call_log=runtime.preview_store,
                     now=now,
                 )
                 banner = patient_banner(request_patient(parsed.hook_request))
@@ -227,7 +221,7 @@ async def _preview(
                     draft_order=draft,
                     knowledge=knowledge,
                     settings=settings,
-                    store=runtime.preview_store,
+                    call_log=runtime.preview_store,
                     now=now,
                 )
                 banner = patient_banner(parsed.resources)
@@ -244,7 +238,7 @@ async def _preview(
                 extra_draft_orders=selected.draft_orders if hook == selected.hook else (),
                 knowledge=knowledge,
                 settings=settings,
-                store=runtime.preview_store,
+                call_log=runtime.preview_store,
                 now=now,
             )
             banner = patient_banner(resources)
@@ -303,7 +297,7 @@ async def _received_upload(
     runs), else the one kept from before."""
     kept = _kept_uploads(request)
     if upload is not None and upload.filename:
-        raw = await upload.read(_runtime(request).settings.max_body_bytes + 1)
+        raw = await upload.read(runtime_of(request).settings.max_body_bytes + 1)
         return kept.keep(upload.filename, raw), True
     if kept_upload:
         found = kept.get(kept_upload)
@@ -347,7 +341,7 @@ async def preview_submit(
 def _case_cache(request: Request) -> CaseStatusCache:
     cache: CaseStatusCache | None = getattr(request.app.state, "case_status", None)
     if cache is None:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         cache = CaseStatusCache(runtime.knowledge, runtime.settings)
         request.app.state.case_status = cache
     return cache
@@ -355,7 +349,7 @@ def _case_cache(request: Request) -> CaseStatusCache:
 
 @router.get("/knowledge", response_class=HTMLResponse, responses=_PAGE)
 async def knowledge_index(request: Request) -> HTMLResponse:
-    knowledge = _runtime(request).knowledge
+    knowledge = runtime_of(request).knowledge
     return _html(
         _page(
             knowledge,
@@ -369,7 +363,7 @@ async def knowledge_index(request: Request) -> HTMLResponse:
 
 @router.get("/knowledge/{rule_id}", response_class=HTMLResponse, responses=_NOT_FOUND)
 async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
-    knowledge = _runtime(request).knowledge
+    knowledge = runtime_of(request).knowledge
     rule = knowledge.rules.get(rule_id)
     if rule is None:
         return _not_found(
@@ -389,7 +383,7 @@ async def knowledge_rule(request: Request, rule_id: str) -> HTMLResponse:
 
 @router.get("/education", response_class=HTMLResponse, responses=_PAGE)
 async def education_list(request: Request) -> HTMLResponse:
-    knowledge = _runtime(request).knowledge
+    knowledge = runtime_of(request).knowledge
     body = _page(
         knowledge,
         "education_index.html",
@@ -402,7 +396,7 @@ async def education_list(request: Request) -> HTMLResponse:
 
 @router.get("/education/{slug}", response_class=HTMLResponse, responses=_NOT_FOUND)
 async def education_page(request: Request, slug: str) -> HTMLResponse:
-    knowledge = _runtime(request).knowledge
+    knowledge = runtime_of(request).knowledge
     page = knowledge.education.get(slug)
     if page is None:
         return _not_found(
@@ -436,7 +430,7 @@ async def education_page(request: Request, slug: str) -> HTMLResponse:
     ),
 )
 async def analytics(request: Request, since: str = "", until: str = "") -> HTMLResponse:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     knowledge = runtime.knowledge
     window: Window | None = None
     rows = []
@@ -445,13 +439,13 @@ async def analytics(request: Request, since: str = "", until: str = "") -> HTMLR
     status = 200
     try:
         window = parse_window(since, until, datetime.now(UTC).date())
-        if isinstance(runtime.store, SqlStore):
+        if runtime.database is not None:
             stats = await asyncio.to_thread(
-                rule_feedback_stats, runtime.store, window.since, window.until
+                rule_feedback_stats, runtime.database, window.since, window.until
             )
             rows = feedback_rows(knowledge, stats)
             burden = await asyncio.to_thread(
-                burden_report, runtime.store.engine, window.since, window.until
+                burden_report, runtime.database.engine, window.since, window.until
             )
         else:
             error = "This service runs without a database, so there is no feedback to show."

@@ -27,6 +27,8 @@ from cds.errors import BadRequest
 from cds.kb.loader import Knowledge
 from cds.protocol.wire import HookRequest
 from cds.settings import Settings
+from cds.store.call_log import StoreCallLog
+from cds.store.protocol import CallLog
 from cds.store.sql import feedback, hook_calls, not_preview, open_store, shown_cards, withheld_cards
 
 __all__ = [
@@ -327,7 +329,9 @@ def run_panel(knowledge: Knowledge, settings: Settings, folder: Path, now: datet
         suppressing = [c for c, r in knowledge.override_reasons.items() if r.suppresses]
         store = open_store(panel_settings, suppressing)
         try:
-            result = asyncio.run(_run_panel(knowledge, panel_settings, folder, now, store))
+            result = asyncio.run(
+                _run_panel(knowledge, panel_settings, folder, now, StoreCallLog(store))
+            )
             result.report = burden_report(store.engine, now, now + timedelta(seconds=1))
         finally:
             store.close()
@@ -335,7 +339,7 @@ def run_panel(knowledge: Knowledge, settings: Settings, folder: Path, now: datet
 
 
 async def _run_panel(
-    knowledge: Knowledge, settings: Settings, folder: Path, now: datetime, store: Any
+    knowledge: Knowledge, settings: Settings, folder: Path, now: datetime, call_log: CallLog
 ) -> PanelResult:
     result = PanelResult(report=BurdenReport(since=now, until=now), patients=0)
     for name, resources in _bundles(folder):
@@ -358,7 +362,7 @@ async def _run_panel(
                         settings=settings,
                         fhir_transport=None,
                         now=now.replace(microsecond=opening),
-                        store=store,
+                        call_log=call_log,
                     )
                     shown += len(call.cards)
                     ranks = [INDICATOR_RANK[card["indicator"]] for card in call.cards]

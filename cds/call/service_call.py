@@ -29,8 +29,8 @@ from cds.kb.review import is_reviewed
 from cds.kb.schemas import Rule
 from cds.protocol.wire import CdsResponse, HookRequest, dump_model
 from cds.settings import Settings
-from cds.store.protocol import CallRecord, ShownCard, Store, WithheldCard
-from cds.store.write_behind import CallStore
+from cds.store.call_log import NO_CALL_LOG
+from cds.store.protocol import CallLog, CallRecord, ShownCard, WithheldCard
 
 __all__ = ["CallResult", "draft_orders_of", "patient_key", "run_offline", "run_service"]
 
@@ -150,7 +150,7 @@ async def run_service(
     settings: Settings,
     fhir_transport: httpx.AsyncBaseTransport | None,
     now: datetime,
-    store: Store | None = None,
+    call_log: CallLog = NO_CALL_LOG,
 ) -> CallResult:
     patient_id = _check_request(service, request)
     client = None
@@ -221,17 +221,12 @@ async def run_service(
     silent = [f for f in evaluation.fired if _silent(knowledge, settings, f.rule)]
     withheld = [(finding, "silent") for finding in resolve_findings(silent, {})]
     findings = resolve_findings(audible, knowledge.findings)
-    if store is not None and findings:
+    if call_log.keeps_history and findings:
         findings = with_reset_facts(knowledge, findings, record)
         keys = [f.key for f in findings]
         shown_since = now - longest_interval(findings)
         feedback_since = now - timedelta(days=settings.suppression_days)
-        if isinstance(store, CallStore):  # answers from memory
-            history = store.card_history(hashed_patient, keys, shown_since, feedback_since)
-        else:
-            history = await asyncio.to_thread(
-                store.card_history, hashed_patient, keys, shown_since, feedback_since
-            )
+        history = await call_log.history_for(hashed_patient, keys, shown_since, feedback_since)
         limited = apply_limits(findings, history, now, repeats=settings.repeat_limits)
         findings = limited.shown
         withheld += limited.withheld
@@ -242,51 +237,45 @@ async def run_service(
         patient_id=patient_id,
         base_url=settings.public_base_url,
     )
-    if store is not None:
-        shown = [
-            ShownCard(
-                card_uuid=card["uuid"],
-                service_id=service.spec.id,
-                rule_id=finding.key,
-                rule_version=finding.lead.rule.version,
-                hook=request.hook,
-                hook_instance=request.hook_instance,
-                indicator=card["indicator"],
-                patient_key=hashed_patient,
-                shown_at=now,
-                fingerprint=finding.fingerprint,
-            )
-            for card, finding in zip(cards, findings, strict=True)
-        ]
-        call = CallRecord(
-            hook_instance=request.hook_instance,
+    shown = [
+        ShownCard(
+            card_uuid=card["uuid"],
             service_id=service.spec.id,
+            rule_id=finding.key,
+            rule_version=finding.lead.rule.version,
             hook=request.hook,
+            hook_instance=request.hook_instance,
+            indicator=card["indicator"],
             patient_key=hashed_patient,
-            cards=len(cards),
-            called_at=now,
+            shown_at=now,
+            fingerprint=finding.fingerprint,
         )
-        held = [
-            WithheldCard(
-                service_id=service.spec.id,
-                rule_id=finding.key,
-                rule_version=finding.lead.rule.version,
-                hook=request.hook,
-                hook_instance=request.hook_instance,
-                indicator=finding.indicator,
-                patient_key=hashed_patient,
-                fingerprint=finding.fingerprint,
-                reason=reason,
-                at=now,
-            )
-            for finding, reason in withheld
-        ]
-        if isinstance(store, CallStore):  # written just after the response
-            store.record_cards(shown)
-            store.record_call(call, held)
-        else:
-            await asyncio.to_thread(store.record_cards, shown)
-            await asyncio.to_thread(store.record_call, call, held)
+        for card, finding in zip(cards, findings, strict=True)
+    ]
+    call = CallRecord(
+        hook_instance=request.hook_instance,
+        service_id=service.spec.id,
+        hook=request.hook,
+        patient_key=hashed_patient,
+        cards=len(cards),
+        called_at=now,
+    )
+    held = [
+        WithheldCard(
+            service_id=service.spec.id,
+            rule_id=finding.key,
+            rule_version=finding.lead.rule.version,
+            hook=request.hook,
+            hook_instance=request.hook_instance,
+            indicator=finding.indicator,
+            patient_key=hashed_patient,
+            fingerprint=finding.fingerprint,
+            reason=reason,
+            at=now,
+        )
+        for finding, reason in withheld
+    ]
+    await call_log.log(shown, call, held)
     return CallResult(
         cards=cards,
         fired=[finding.lead for finding in findings],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cds.protocol.wire import FeedbackItem
 from cds.store.protocol import CallRecord, CardHistory, ShownCard, WithheldCard
@@ -21,16 +21,10 @@ from cds.store.protocol import CallRecord, CardHistory, ShownCard, WithheldCard
 __all__ = ["PreviewStore"]
 
 
-def _utc(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class PreviewStore:
     """Implements :class:`~cds.store.protocol.Store` in memory, bounded; safe across threads."""
 
-    def __init__(self, suppressing_reasons: Collection[str] = (), max_cards: int = 10_000) -> None:
-        self.suppressing_reasons = frozenset(suppressing_reasons)
+    def __init__(self, max_cards: int = 10_000) -> None:
         self.max_cards = max_cards
         self._cards: OrderedDict[str, ShownCard] = OrderedDict()
         self._feedback: dict[str, list[FeedbackItem]] = {}
@@ -70,28 +64,24 @@ class PreviewStore:
         with self._lock:
             return list(self._feedback.get(card_uuid, ()))
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        wanted = set(rule_ids)
-        suppressed: set[str] = set()
-        with self._lock:
-            for uuid, items in self._feedback.items():
-                card = self._cards.get(uuid)
-                if card is None or card.patient_key != patient_key or card.rule_id not in wanted:
-                    continue
-                if any(self._suppresses(item, since) for item in items):
-                    suppressed.add(card.rule_id)
-        return suppressed
+    # The CallLog protocol: the preview shows every card its rules give, each time.
+    keeps_history = False
 
-    def _suppresses(self, item: FeedbackItem, since: datetime) -> bool:
-        reason = item.override_reason
-        code = reason.reason.code if reason and reason.reason else None
-        return (
-            item.outcome == "overridden"
-            and code in self.suppressing_reasons
-            and _utc(item.outcome_timestamp) >= since
-        )
+    async def history_for(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        return {}
+
+    async def log(
+        self, shown: Sequence[ShownCard], call: CallRecord, withheld: Sequence[WithheldCard]
+    ) -> None:
+        """Its cards only, so that feedback on them is accepted; calls stay out of the burden
+        report."""
+        self.record_cards(shown)
 
     def card_history(
         self,

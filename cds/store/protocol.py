@@ -13,7 +13,15 @@ from typing import Protocol
 
 from cds.protocol.wire import FeedbackItem
 
-__all__ = ["PREVIEW_PREFIX", "CallRecord", "CardHistory", "ShownCard", "Store", "WithheldCard"]
+__all__ = [
+    "PREVIEW_PREFIX",
+    "CallLog",
+    "CallRecord",
+    "CardHistory",
+    "ShownCard",
+    "Store",
+    "WithheldCard",
+]
 
 # The preview page's calls carry hookInstance "preview-<uuid>" (cds.web.preview): they are
 # left out of the analytics, the burden report and the patient's card history.
@@ -85,11 +93,6 @@ class Store(Protocol):
     ) -> int:
         """Store feedback items durably (idempotent); return how many were new."""
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        """Rules overridden for this patient with a suppressing reason since ``since``."""
-
     def card_history(
         self,
         patient_key: str,
@@ -105,3 +108,32 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class CallLog(Protocol):
+    """What one hook call needs of the database, awaited on the event loop: the patient's card
+    history (for repeat limits) and a place to log what the call showed and withheld.
+
+    Implemented by the write-behind front (:class:`~cds.store.write_behind.CallStore`: memory
+    only), by :class:`~cds.store.call_log.StoreCallLog` over any :class:`Store` (a thread per
+    query), by the preview's store, and by :data:`~cds.store.call_log.NO_CALL_LOG` when there
+    is no database (CLI, rule cases).
+    """
+
+    @property
+    def keeps_history(self) -> bool:
+        """Whether repeat limits apply: False where no history is kept (nothing is held back)."""
+
+    async def history_for(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        """As :meth:`Store.card_history`."""
+
+    async def log(
+        self, shown: Sequence[ShownCard], call: CallRecord, withheld: Sequence[WithheldCard]
+    ) -> None:
+        """Log the cards a call returned, the call, and the cards it withheld."""

@@ -229,25 +229,53 @@ class SqlStore:
         with self.engine.begin() as connection:
             return len(connection.execute(statement).all())
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        if not self.suppressing_reasons or not rule_ids:
-            return set()
-        query = (
-            select(shown_cards.c.rule_id)
-            .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
-            .where(
-                shown_cards.c.patient_key == patient_key,
-                shown_cards.c.rule_id.in_(list(rule_ids)),
-                feedback.c.outcome == "overridden",
-                feedback.c.override_code.in_(sorted(self.suppressing_reasons)),
-                feedback.c.outcome_at >= since,
-            )
-            .distinct()
+    def shown_fingerprints(self, since: datetime) -> list[tuple[str, str, str, datetime]]:
+        """(patient key, card key, fingerprint, shown at) of every card shown since ``since``,
+        from every replica (the write-behind front's history, :mod:`cds.store.write_behind`)."""
+        query = select(
+            shown_cards.c.patient_key,
+            shown_cards.c.rule_id,
+            shown_cards.c.fingerprint,
+            shown_cards.c.shown_at,
+        ).where(
+            shown_cards.c.patient_key.is_not(None),
+            shown_cards.c.fingerprint.is_not(None),
+            shown_cards.c.shown_at >= since,
+            not_preview(shown_cards.c.hook_instance),
         )
         with self.engine.connect() as connection:
-            return {row[0] for row in connection.execute(query)}
+            return [(k, r, f, _as_utc(at)) for k, r, f, at in connection.execute(query)]
+
+    def dismissed_fingerprints(
+        self, outcome_since: datetime, received_since: datetime | None
+    ) -> list[tuple[str, str, str, datetime]]:
+        """(patient key, card key, fingerprint, outcome at) of every non-critical card
+        overridden with a suppressing reason since ``outcome_since`` (feedback received since
+        ``received_since``, when given)."""
+        reasons = sorted(self.suppressing_reasons)
+        if not reasons:
+            return []
+        query = (
+            select(
+                shown_cards.c.patient_key,
+                shown_cards.c.rule_id,
+                shown_cards.c.fingerprint,
+                feedback.c.outcome_at,
+            )
+            .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
+            .where(
+                shown_cards.c.patient_key.is_not(None),
+                shown_cards.c.fingerprint.is_not(None),
+                shown_cards.c.indicator != "critical",  # never suppressed by feedback
+                feedback.c.outcome == "overridden",
+                feedback.c.override_code.in_(reasons),
+                feedback.c.outcome_at >= outcome_since,
+            )
+        )
+        if received_since is not None:
+            query = query.where(feedback.c.received_at >= received_since)
+        with self.engine.connect() as connection:
+            return [(k, r, f, _as_utc(at)) for k, r, f, at in connection.execute(query)]
 
     def card_history(
         self,

@@ -42,10 +42,6 @@ __all__ = ["CallStore"]
 _REREAD_SECONDS = 120.0
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 _History = dict[str, dict[str, dict[str, datetime]]]
 
 
@@ -88,13 +84,11 @@ class CallStore:
         self.refresh_seconds = refresh_seconds
         self.batch_size = batch_size
         self.linger_seconds = linger_seconds
-        self._suppressions: dict[str, dict[str, datetime]] = {}  # patient key -> rule -> latest
         self._queue: deque[ShownCard] = deque()
         self._queued = 0  # cards ever queued, and ever handled (written or dropped)
         self._handled = 0
         self._condition = threading.Condition()
         self._refresh_lock = threading.Lock()
-        self._read_since: datetime | None = None
         self._next_refresh = 0.0
         self._stopping = False
         self._flush_wanted = False
@@ -117,7 +111,7 @@ class CallStore:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the suppression index (failures are logged, not fatal) and start the writer."""
+        """Load the card history (failures are logged, not fatal) and start the writer."""
         self._refresh_logged()
         self._thread = threading.Thread(target=self._run, name="cds-call-store", daemon=True)
         self._thread.start()
@@ -138,17 +132,6 @@ class CallStore:
     def ping(self) -> None:
         self.store.ping()
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        """From memory: safe to call on the event loop."""
-        latest = self._suppressions.get(patient_key)
-        if not latest:
-            return set()
-        return {
-            rule for rule in rule_ids if (when := latest.get(rule)) is not None and when >= since
-        }
-
     def card_history(
         self,
         patient_key: str,
@@ -168,6 +151,26 @@ class CallStore:
             if times or prints:
                 out[key] = CardHistory(last_shown=times, suppressed=prints)
         return out
+
+    # --- the CallLog protocol: from memory, safe on the event loop --------------------------------
+
+    keeps_history = True
+
+    async def history_for(
+        self,
+        patient_key: str,
+        keys: Collection[str],
+        shown_since: datetime,
+        feedback_since: datetime,
+    ) -> dict[str, CardHistory]:
+        return self.card_history(patient_key, keys, shown_since, feedback_since)
+
+    async def log(
+        self, shown: Sequence[ShownCard], call: CallRecord, withheld: Sequence[WithheldCard]
+    ) -> None:
+        """Queued: written just after the response."""
+        self.record_cards(shown)
+        self.record_call(call, withheld)
 
     def record_call(self, call: CallRecord, withheld: Sequence[WithheldCard]) -> None:
         """Queue for the writer thread: safe to call on the event loop."""
@@ -193,7 +196,7 @@ class CallStore:
     def save_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime
     ) -> int:
-        """Blocking: queued cards first, then the feedback, then the suppression index.
+        """Blocking: queued cards first, then the feedback, then the card history.
 
         Raises :class:`ServiceUnavailable` while the card log cannot be written."""
         from sqlalchemy.exc import SQLAlchemyError
@@ -315,122 +318,36 @@ class CallStore:
         if self._on_drop is not None:
             self._on_drop(excess)
 
-    # --- the suppression index ------------------------------------------------------------------
+    # --- the card history ------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read suppressing feedback received since the last read (blocking; not on the loop)."""
-        from sqlalchemy import func, select
-
-        from cds.store.sql import feedback, shown_cards
-
+        """Read the cards shown and dismissed since the last read, from every replica
+        (blocking; not on the loop)."""
         with self._refresh_lock:
             started = datetime.now(UTC)
             self._next_refresh = time.monotonic() + self.refresh_seconds
-            reasons = sorted(self.store.suppressing_reasons)
-            if not reasons:
-                self._read_since = started
-                self._refresh_history(started)
-                return
-            window_start = started - self.window
-            query = (
-                select(
-                    shown_cards.c.patient_key,
-                    shown_cards.c.rule_id,
-                    func.max(feedback.c.outcome_at),
-                )
-                .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
-                .where(
-                    shown_cards.c.patient_key.is_not(None),
-                    feedback.c.outcome == "overridden",
-                    feedback.c.override_code.in_(reasons),
-                    feedback.c.outcome_at >= window_start,
-                )
-                .group_by(shown_cards.c.patient_key, shown_cards.c.rule_id)
+            oldest = started - self.history
+            reread = timedelta(seconds=_REREAD_SECONDS)
+            last = self._history_read_since
+            shown_rows = self.store.shown_fingerprints(oldest if last is None else last - reread)
+            dismissed_rows = self.store.dismissed_fingerprints(
+                started - self.window, None if last is None else last - reread
             )
-            if self._read_since is not None:
-                query = query.where(
-                    feedback.c.received_at >= self._read_since - timedelta(seconds=_REREAD_SECONDS)
-                )
-            with self.store.engine.connect() as connection:
-                rows = connection.execute(query).all()
-            fresh: dict[str, dict[str, datetime]] = {
-                key: dict(rules)
-                for key, rules in self._suppressions.items()
-                if any(when >= window_start for when in rules.values())
-            }
-            for patient_key, rule_id, outcome_at in rows:
-                when = _utc(outcome_at)
-                rules = fresh.setdefault(patient_key, {})
-                if rules.get(rule_id) is None or when > rules[rule_id]:
-                    rules[rule_id] = when
-            self._suppressions = fresh
-            self._read_since = started
-            self._refresh_history(started)
-
-    def _refresh_history(self, started: datetime) -> None:
-        """Cards shown and dismissed since the last read, from every replica (under the lock)."""
-        from sqlalchemy import select
-
-        from cds.store.sql import feedback, not_preview, shown_cards
-
-        oldest = started - self.history
-        since = (
-            oldest
-            if self._history_read_since is None
-            else self._history_read_since - timedelta(seconds=_REREAD_SECONDS)
-        )
-        shown = select(
-            shown_cards.c.patient_key,
-            shown_cards.c.rule_id,
-            shown_cards.c.fingerprint,
-            shown_cards.c.shown_at,
-        ).where(
-            shown_cards.c.patient_key.is_not(None),
-            shown_cards.c.fingerprint.is_not(None),
-            shown_cards.c.shown_at >= since,
-            not_preview(shown_cards.c.hook_instance),
-        )
-        reasons = sorted(self.store.suppressing_reasons)
-        dismissed = (
-            select(
-                shown_cards.c.patient_key,
-                shown_cards.c.rule_id,
-                shown_cards.c.fingerprint,
-                feedback.c.outcome_at,
-            )
-            .join(feedback, feedback.c.card_uuid == shown_cards.c.card_uuid)
-            .where(
-                shown_cards.c.patient_key.is_not(None),
-                shown_cards.c.fingerprint.is_not(None),
-                shown_cards.c.indicator != "critical",  # never suppressed by feedback
-                feedback.c.outcome == "overridden",
-                feedback.c.override_code.in_(reasons),
-                feedback.c.outcome_at >= started - self.window,
-            )
-        )
-        if self._history_read_since is not None:
-            dismissed = dismissed.where(
-                feedback.c.received_at
-                >= self._history_read_since - timedelta(seconds=_REREAD_SECONDS)
-            )
-        with self.store.engine.connect() as connection:
-            shown_rows = connection.execute(shown).all()
-            dismissed_rows = connection.execute(dismissed).all() if reasons else []
-        with self._history_lock:
-            fresh_shown = _pruned(self._shown, oldest)
-            for patient_key, key, fingerprint, at in shown_rows:
-                _remember(fresh_shown, patient_key, key, fingerprint, _utc(at))
-            self._shown = fresh_shown
-        fresh_dismissed = _pruned(self._dismissed, started - self.window)
-        for patient_key, key, fingerprint, at in dismissed_rows:
-            _remember(fresh_dismissed, patient_key, key, fingerprint, _utc(at))
-        self._dismissed = fresh_dismissed
-        self._history_read_since = started
+            with self._history_lock:
+                fresh_shown = _pruned(self._shown, oldest)
+                for patient_key, key, fingerprint, at in shown_rows:
+                    _remember(fresh_shown, patient_key, key, fingerprint, at)
+                self._shown = fresh_shown
+            fresh_dismissed = _pruned(self._dismissed, started - self.window)
+            for patient_key, key, fingerprint, at in dismissed_rows:
+                _remember(fresh_dismissed, patient_key, key, fingerprint, at)
+            self._dismissed = fresh_dismissed
+            self._history_read_since = started
 
     def _refresh_logged(self) -> None:
         try:
             self.refresh()
         except Exception as exc:  # keep the last index; the next refresh tries again
             logger.error(
-                "suppression refresh failed", extra={"fields": {"error": type(exc).__name__}}
+                "card history refresh failed", extra={"fields": {"error": type(exc).__name__}}
             )

@@ -25,7 +25,7 @@ from cds.errors import BadRequest, PayloadTooLarge, RequestError
 from cds.kb.loader import Knowledge, Service
 from cds.protocol.wire import HookRequest
 from cds.settings import Settings
-from cds.store.protocol import Store
+from cds.store.protocol import CallLog
 from cds.web.draft_orders import DraftOrder, draft_medication_request
 
 __all__ = [
@@ -136,7 +136,7 @@ async def _run(
     *,
     knowledge: Knowledge,
     settings: Settings,
-    store: Store | None,
+    call_log: CallLog,
     now: datetime,
 ) -> ServiceRun:
     run = ServiceRun(
@@ -160,7 +160,7 @@ async def _run(
             settings=settings,
             fhir_transport=None,
             now=now,
-            store=store,
+            call_log=call_log,
         )
     except RequestError as exc:
         run.error = f"HTTP {exc.status}: {exc.diagnostics}"
@@ -186,7 +186,7 @@ async def preview_resources(
     extra_draft_orders: tuple[dict[str, Any], ...] = (),
     knowledge: Knowledge,
     settings: Settings,
-    store: Store | None,
+    call_log: CallLog,
     now: datetime,
 ) -> PreviewResult:
     """Call every service on ``hook`` for a patient's record, as an EHR would."""
@@ -209,7 +209,7 @@ async def preview_resources(
             ),
             knowledge=knowledge,
             settings=settings,
-            store=store,
+            call_log=call_log,
             now=now,
         )
         for service in knowledge.services_for(hook)
@@ -222,7 +222,7 @@ async def preview_hook_request(
     *,
     knowledge: Knowledge,
     settings: Settings,
-    store: Store | None,
+    call_log: CallLog,
     now: datetime,
 ) -> PreviewResult:
     """Send an uploaded CDS Hooks request to every service on its hook (nothing is fetched)."""
@@ -230,7 +230,9 @@ async def preview_hook_request(
     if not isinstance(hook, str) or not knowledge.services_for(hook):
         raise BadRequest(f"no service of ours answers the hook {hook!r}")
     runs = [
-        await _run(service, body, knowledge=knowledge, settings=settings, store=store, now=now)
+        await _run(
+            service, body, knowledge=knowledge, settings=settings, call_log=call_log, now=now
+        )
         for service in knowledge.services_for(hook)
     ]
     context = body.get("context")

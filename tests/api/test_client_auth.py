@@ -86,7 +86,7 @@ def test_no_token_passes_when_tokens_are_optional(knowledge: Knowledge, tmp_path
     verifier = RecordingVerifier()
     runtime = _runtime(knowledge, tmp_path, require_jwt=False, verifier=verifier)
     request = _request(runtime, "/cds-services")
-    asyncio.run(authenticate_client(request))
+    asyncio.run(authenticate_client(request, runtime))
     assert verifier.audiences == []
     assert not hasattr(request.state, "client")
 
@@ -96,7 +96,7 @@ def test_no_token_is_refused_and_counted_when_tokens_are_required(
 ) -> None:
     runtime = _runtime(knowledge, tmp_path, require_jwt=True, verifier=RecordingVerifier())
     with caplog.at_level(logging.INFO), pytest.raises(Unauthorized) as raised:
-        asyncio.run(authenticate_client(_request(runtime, "/cds-services")))
+        asyncio.run(authenticate_client(_request(runtime, "/cds-services"), runtime))
     assert raised.value.reason == "missing_token"
     assert _rejections(runtime, "missing_token") == 1
     assert "client refused" in caplog.text
@@ -107,7 +107,7 @@ def test_a_token_without_trusted_clients_is_refused_even_when_optional(
 ) -> None:
     runtime = _runtime(knowledge, tmp_path, require_jwt=False, verifier=None)
     with pytest.raises(Unauthorized) as raised:
-        asyncio.run(authenticate_client(_request(runtime, "/cds-services", "Bearer good")))
+        asyncio.run(authenticate_client(_request(runtime, "/cds-services", "Bearer good"), runtime))
     assert raised.value.reason == "no_trusted_clients"
     assert _rejections(runtime, "no_trusted_clients") == 1
 
@@ -119,7 +119,7 @@ def test_a_malformed_header_is_refused_without_asking_the_verifier(
     verifier = RecordingVerifier()
     runtime = _runtime(knowledge, tmp_path, require_jwt=False, verifier=verifier)
     with pytest.raises(Unauthorized) as raised:
-        asyncio.run(authenticate_client(_request(runtime, "/cds-services", header)))
+        asyncio.run(authenticate_client(_request(runtime, "/cds-services", header), runtime))
     assert raised.value.reason == "malformed_header"
     assert verifier.audiences == []
     assert _rejections(runtime, "malformed_header") == 1
@@ -130,7 +130,9 @@ def test_a_bad_token_is_refused_even_when_tokens_are_optional(
 ) -> None:
     runtime = _runtime(knowledge, tmp_path, require_jwt=False, verifier=RecordingVerifier())
     with pytest.raises(Unauthorized):
-        asyncio.run(authenticate_client(_request(runtime, "/cds-services", "Bearer forged")))
+        asyncio.run(
+            authenticate_client(_request(runtime, "/cds-services", "Bearer forged"), runtime)
+        )
     assert _rejections(runtime, "bad_signature") == 1
 
 
@@ -138,7 +140,7 @@ def test_a_good_token_names_the_client_on_the_request(knowledge: Knowledge, tmp_
     verifier = RecordingVerifier()
     runtime = _runtime(knowledge, tmp_path, require_jwt=True, verifier=verifier)
     request = _request(runtime, "/cds-services/s/feedback", "bearer good")
-    asyncio.run(authenticate_client(request))
+    asyncio.run(authenticate_client(request, runtime))
     assert request.state.client == CLIENT
     assert verifier.audiences == [audiences_for(BASE, "/cds-services/s/feedback")]
     assert _rejections(runtime, "bad_signature") == 0
@@ -157,5 +159,5 @@ def test_the_audience_comes_from_the_route_not_the_proxy_prefix(
 ) -> None:
     verifier = RecordingVerifier()
     runtime = _runtime(knowledge, tmp_path, require_jwt=True, verifier=verifier)
-    asyncio.run(authenticate_client(_request(runtime, path, "Bearer good", root_path)))
+    asyncio.run(authenticate_client(_request(runtime, path, "Bearer good", root_path), runtime))
     assert verifier.audiences == [[f"{BASE}{route}"]]

@@ -322,11 +322,6 @@ class FailingStore:
     ) -> int:
         raise self.error
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        raise self.error
-
     def card_history(
         self,
         patient_key: str,

@@ -18,6 +18,7 @@ from cds.kb.logic import Node
 from cds.kb.prefetch_plan import plan_prefetch
 from cds.kb.schemas import ServiceSpec
 from cds.settings import Settings
+from cds.store.call_log import NO_CALL_LOG
 from cds.web.analytics_view import parse_window
 from cds.web.charts import grouped_bar_chart
 from cds.web.draft_orders import DRAFT_ORDERS, draft_medication_request
@@ -239,7 +240,7 @@ def test_order_hook_preview_sends_the_draft_order(knowledge: Knowledge) -> None:
             draft_order=DRAFT_ORDERS[order] if order else None,
             knowledge=with_orders,
             settings=Settings(require_jwt=False),
-            store=None,
+            call_log=NO_CALL_LOG,
             now=datetime(2026, 6, 1, tzinfo=UTC),
         )
 

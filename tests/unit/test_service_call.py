@@ -15,6 +15,7 @@ from cds.errors import BadRequest, PrefetchUnavailable
 from cds.kb.loader import Knowledge, Service
 from cds.protocol.wire import FeedbackItem, HookRequest
 from cds.settings import Settings
+from cds.store.call_log import NO_CALL_LOG, StoreCallLog
 from cds.store.protocol import CallRecord, CardHistory, ShownCard, WithheldCard
 from tests.hook_services import service_for, with_every_hook
 from tests.trust.conftest import patient_view_request
@@ -144,11 +145,6 @@ class RecordingStore:
     ) -> int:
         raise AssertionError("a call stores no feedback")
 
-    def suppressed_rules(
-        self, patient_key: str, rule_ids: Collection[str], since: datetime
-    ) -> set[str]:
-        raise AssertionError("a call reads the card history, not whole-rule suppressions")
-
     def card_history(
         self,
         patient_key: str,
@@ -176,7 +172,7 @@ def _call(knowledge: Knowledge, store: RecordingStore | None) -> CallResult:
             settings=settings,
             fhir_transport=None,
             now=NOW,
-            store=store,
+            call_log=NO_CALL_LOG if store is None else StoreCallLog(store),
         )
     )
 

@@ -18,14 +18,13 @@ from cds.product_table import (
 )
 from tests.conftest import REPO
 
-# Value-set ingredients no public extract here offers a product of (injectables and drugs
-# newer than the sandbox's list), or with no public RxNorm name (the biosimilars). Their
+# Value-set ingredients no public extract here offers a product of (injectables outside the
+# public value sets found, drugs newer than the sandbox's list), or with no public RxNorm name
+# (the biosimilars). The table maps products to single ingredients (IN), so the multiple
+# ingredients (MIN) stay gaps even where a product of theirs is listed under its IN. Their
 # products match only through a site's RxNorm import (`cds terminology import rxnorm`).
 KNOWN_GAPS = {
     "11473": "pamidronate (injection only)",
-    "12574": "gemcitabine (injection only)",
-    "1045453": "eribulin (injection only)",
-    "224905": "trastuzumab (injection only)",
     "2103478": "a trastuzumab biosimilar (no public name)",
     "2107051": "a trastuzumab biosimilar (no public name)",
     "2174802": "a trastuzumab biosimilar (no public name)",
@@ -34,7 +33,6 @@ KNOWN_GAPS = {
     "1298944": "pertuzumab (injection only)",
     "1371041": "ado-trastuzumab emtansine (injection only)",
     "2361285": "tucatinib (newer than the sandbox's list)",
-    "1940643": "neratinib (newer than the sandbox's list)",
     "1597582": "olaparib (not in the sandbox's list)",
     "2099704": "talazoparib (newer than the sandbox's list)",
     "2267582": "trastuzumab deruxtecan (injection only)",
@@ -117,3 +115,15 @@ def test_every_product_of_the_sandbox_extract_is_in_the_table() -> None:
     assert len(rows) > 600
     missing = [(rxcui, name) for rxcui, _kind, name, _parts in rows if rxcui not in products]
     assert not missing, missing
+
+
+def test_every_product_of_the_public_valueset_extract_is_in_the_table() -> None:
+    """Each row of the value set extract names a value-set ingredient, so none may be dropped;
+    a subcutaneous trastuzumab maps to trastuzumab, not to its hyaluronidase."""
+    products = build_products()
+    rows = list(extract_rows(SOURCES / "public-valuesets.tsv"))
+    missing = [(rxcui, name) for rxcui, name, _source in rows if rxcui not in products]
+    assert not missing, missing
+    assert products["2119714"].ingredients == ("224905",)
+    assert products["1045456"].ingredients == ("1045453",)  # eribulin mesylate
+    assert products["2058863"].tty == "SBD"  # gemcitabine [Infugem]

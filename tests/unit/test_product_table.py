@@ -18,25 +18,16 @@ from cds.product_table import (
 )
 from tests.conftest import REPO
 
-# Value-set ingredients no public extract here offers a product of (injectables outside the
-# public value sets found, drugs newer than the sandbox's list), or with no public RxNorm name
-# (the biosimilars). The table maps products to single ingredients (IN), so the multiple
-# ingredients (MIN) stay gaps even where a product of theirs is listed under its IN. Their
-# products match only through a site's RxNorm import (`cds terminology import rxnorm`).
+# Value-set ingredients no product of the extracts names. The table maps a product to the
+# ingredient its RxNorm name names: the two multiple ingredients (MIN) with hyaluronidase are
+# named by no product (Herceptin Hylecta is listed under trastuzumab; Phesgo names only the
+# suffixed "-zzxf" substances), and Enhertu's clinical drug names "fam-trastuzumab
+# deruxtecan-nxki", not "trastuzumab deruxtecan". These match when coded at ingredient level,
+# or through a site's RxNorm import (`cds terminology import rxnorm`).
 KNOWN_GAPS = {
-    "11473": "pamidronate (injection only)",
-    "2103478": "a trastuzumab biosimilar (no public name)",
-    "2107051": "a trastuzumab biosimilar (no public name)",
-    "2174802": "a trastuzumab biosimilar (no public name)",
     "2119713": "hyaluronidase / trastuzumab (a multiple ingredient)",
     "2382603": "hyaluronidase / pertuzumab / trastuzumab (a multiple ingredient)",
-    "1298944": "pertuzumab (injection only)",
-    "1371041": "ado-trastuzumab emtansine (injection only)",
-    "2361285": "tucatinib (newer than the sandbox's list)",
-    "1597582": "olaparib (not in the sandbox's list)",
-    "2099704": "talazoparib (newer than the sandbox's list)",
-    "2267582": "trastuzumab deruxtecan (injection only)",
-    "2267574": "fam-trastuzumab deruxtecan-nxki (injection only)",
+    "2267582": "trastuzumab deruxtecan (its product names fam-trastuzumab deruxtecan-nxki)",
 }
 
 
@@ -127,3 +118,5 @@ def test_every_product_of_the_public_valueset_extract_is_in_the_table() -> None:
     assert products["2119714"].ingredients == ("224905",)
     assert products["1045456"].ingredients == ("1045453",)  # eribulin mesylate
     assert products["2058863"].tty == "SBD"  # gemcitabine [Infugem]
+    assert products["2174804"].ingredients == ("2174802",)  # trastuzumab-anns, not trastuzumab
+    assert products["1658084"].ingredients == ("1371041",)  # ado-trastuzumab emtansine

@@ -12,7 +12,8 @@ normatively, "<ingredient> <strength> <unit> [/ <ingredient> <strength> <unit>] 
 the ingredient where the strength is stated for the salt. A product maps to an ingredient of
 ``sources/ingredients.tsv`` when one of its components' substance is that ingredient's RxNorm
 name, or that name followed by salt words. The sandbox extract keeps each product's component
-names (SCDC) as RxNorm lists them; the Synthea extract keeps the product name only.
+names (SCDC) as RxNorm lists them; the Synthea and public value set extracts keep the product
+name only.
 
 ``--extract-sandbox FILE`` refreshes the sandbox extract from a copy of the CDS Hooks Sandbox's
 ``src/assets/medication-list.js`` (give ``--commit``); nothing else here needs the network.
@@ -159,6 +160,9 @@ def build_products(sources: Path = SOURCES) -> dict[str, Product]:
     for rxcui, tty, name, listed, source in extract_rows(sources / "curated.tsv"):
         found = tuple(i for i in listed.split(",") if i in ingredients)
         add(rxcui, name, tty, tuple(sorted(found, key=int)), source)
+    for rxcui, name, source in extract_rows(sources / "public-valuesets.tsv"):
+        found = ingredients_of(substances(name), by_name)
+        add(rxcui, name, _tty_of(name, "product"), found, source)
     return dict(sorted(products.items(), key=lambda item: int(item[0])))
 
 

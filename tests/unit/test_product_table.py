@@ -18,27 +18,16 @@ from cds.kb.product_table import (
 from cds.strict_yaml import load_yaml_text
 from tests.conftest import REPO
 
-# Value-set ingredients no public extract here offers a product of (injectables and drugs
-# newer than the sandbox's list), or with no public RxNorm name (the biosimilars). Their
-# products match only through a site's RxNorm import (`cds terminology import rxnorm`).
+# Value-set ingredients no product of the extracts names. The table maps a product to the
+# ingredient its RxNorm name names: the two multiple ingredients (MIN) with hyaluronidase are
+# named by no product (Herceptin Hylecta is listed under trastuzumab; Phesgo names only the
+# suffixed "-zzxf" substances), and Enhertu's clinical drug names "fam-trastuzumab
+# deruxtecan-nxki", not "trastuzumab deruxtecan". These match when coded at ingredient level,
+# or through a site's RxNorm import (`cds terminology import rxnorm`).
 KNOWN_GAPS = {
-    "11473": "pamidronate (injection only)",
-    "12574": "gemcitabine (injection only)",
-    "1045453": "eribulin (injection only)",
-    "224905": "trastuzumab (injection only)",
-    "2103478": "a trastuzumab biosimilar (no public name)",
-    "2107051": "a trastuzumab biosimilar (no public name)",
-    "2174802": "a trastuzumab biosimilar (no public name)",
     "2119713": "hyaluronidase / trastuzumab (a multiple ingredient)",
     "2382603": "hyaluronidase / pertuzumab / trastuzumab (a multiple ingredient)",
-    "1298944": "pertuzumab (injection only)",
-    "1371041": "ado-trastuzumab emtansine (injection only)",
-    "2361285": "tucatinib (newer than the sandbox's list)",
-    "1940643": "neratinib (newer than the sandbox's list)",
-    "1597582": "olaparib (not in the sandbox's list)",
-    "2099704": "talazoparib (newer than the sandbox's list)",
-    "2267582": "trastuzumab deruxtecan (injection only)",
-    "2267574": "fam-trastuzumab deruxtecan-nxki (injection only)",
+    "2267582": "trastuzumab deruxtecan (its product names fam-trastuzumab deruxtecan-nxki)",
 }
 
 
@@ -117,3 +106,17 @@ def test_every_product_of_the_sandbox_extract_is_in_the_table() -> None:
     assert len(rows) > 600
     missing = [(rxcui, name) for rxcui, _kind, name, _parts in rows if rxcui not in products]
     assert not missing, missing
+
+
+def test_every_product_of_the_public_valueset_extract_is_in_the_table() -> None:
+    """Each row of the value set extract names a value-set ingredient, so none may be dropped;
+    a subcutaneous trastuzumab maps to trastuzumab, not to its hyaluronidase."""
+    products = build_products()
+    rows = list(extract_rows(SOURCES / "public-valuesets.tsv"))
+    missing = [(rxcui, name) for rxcui, name, _source in rows if rxcui not in products]
+    assert not missing, missing
+    assert products["2119714"].ingredients == ("224905",)
+    assert products["1045456"].ingredients == ("1045453",)  # eribulin mesylate
+    assert products["2058863"].tty == "SBD"  # gemcitabine [Infugem]
+    assert products["2174804"].ingredients == ("2174802",)  # trastuzumab-anns, not trastuzumab
+    assert products["1658084"].ingredients == ("1371041",)  # ado-trastuzumab emtansine

@@ -34,8 +34,8 @@ from bench.load import LoadResult, available_tool, run_load
 from bench.profile import phase_times
 from bench.workloads import Workload, build_workloads
 from cds.call.prefetch import render_template
-from cds.cli import SERVE_GC_THRESHOLD
 from cds.kb.loader import Knowledge, load_knowledge
+from cds.server import SERVE_GC_THRESHOLD
 from cds.settings import Settings
 
 __all__ = ["main"]

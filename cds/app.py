@@ -13,6 +13,7 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -135,19 +136,12 @@ def create_app(
         app.include_router(analytics_routes.router)
     if settings.metrics_enabled:
         app.include_router(metrics_routes.router)
-        app.add_middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime)
-    app.add_middleware(_ContainUnexpectedErrors)  # inside CORS: a 500 keeps its CORS headers
-    if settings.cors_origin_list:
-        app.add_middleware(CORSMiddleware, **_cors_options(settings))
-    # Hook calls skip FastAPI's middleware stack and routing (same handler; see
-    # hook_fast_path), through the same middleware, in the same order, as everything else.
-    hook_calls: ASGIApp = HookCallEndpoint(on_error=request_error_response)
-    if settings.metrics_enabled:
-        hook_calls = metrics_routes.RequestMetricsMiddleware(hook_calls, runtime=runtime)
-    hook_calls = _ContainUnexpectedErrors(hook_calls)
-    if settings.cors_origin_list:
-        hook_calls = CORSMiddleware(hook_calls, **_cors_options(settings))
-    app.hook_calls = hook_calls
+    # One middleware list for both paths: FastAPI's stack, and the hook calls it never sees
+    # (they skip its routing; see hook_fast_path), in the same order.
+    middleware = _middleware(settings, runtime)
+    for layer in reversed(middleware):
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    app.hook_calls = _wrapped(HookCallEndpoint(on_error=request_error_response), middleware)
     _install_error_handlers(app)
     return app
 
@@ -183,6 +177,25 @@ def _start_fields(runtime: Runtime, *, store: Store | None) -> dict[str, Any]:
         "pages": settings.pages,
         "metrics": settings.metrics_enabled,
     }
+
+
+def _middleware(settings: Settings, runtime: Runtime) -> list[Middleware]:
+    """Outermost first: CORS (when configured; outside the error guard, so that a 500 keeps
+    its CORS headers), the last-resort error guard, then request metrics (when enabled)."""
+    layers = []
+    if settings.cors_origin_list:
+        layers.append(Middleware(CORSMiddleware, **_cors_options(settings)))
+    layers.append(Middleware(_ContainUnexpectedErrors))
+    if settings.metrics_enabled:
+        layers.append(Middleware(metrics_routes.RequestMetricsMiddleware, runtime=runtime))
+    return layers
+
+
+def _wrapped(app: ASGIApp, middleware: list[Middleware]) -> ASGIApp:
+    """``app`` inside ``middleware`` (outermost first), as Starlette would build it."""
+    for layer in reversed(middleware):
+        app = layer.cls(app, *layer.args, **layer.kwargs)
+    return app
 
 
 def _cors_options(settings: Settings) -> dict[str, Any]:
@@ -282,13 +295,4 @@ def _install_error_handlers(app: FastAPI) -> None:
             operation_outcome(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "processing")),
             status_code=exc.status_code,
             headers=exc.headers,
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> FhirJSONResponse:
-        logger.error(
-            "unhandled error", exc_info=exc, extra={"fields": {"error": type(exc).__name__}}
-        )
-        return FhirJSONResponse(
-            operation_outcome("internal error", code="exception"), status_code=500
         )

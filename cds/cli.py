@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import signal
 import sys
@@ -53,7 +52,7 @@ def _load(settings: Settings) -> Knowledge:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from cds.http_guard import GuardedHttpToolsProtocol
+    from cds.server import GuardedHttpToolsProtocol, freeze_long_lived_objects
     from cds.trust.clients import configured_trusted_clients
 
     port: int = settings.port if args.port is None else args.port
@@ -68,12 +67,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     # One worker serves the knowledge just loaded; several each build their own app.
-    app: Any = "cds.cli:served_app"
+    app: Any = "cds.server:served_app"
     if args.workers == 1:
         from cds.app import create_app
 
         app = create_app(settings, knowledge=knowledge, store=store)
-        _freeze_long_lived_objects()
+        freeze_long_lived_objects()
     else:
         if store is not None:
             store.close()  # checked and migrated once here; each worker opens its own
@@ -133,36 +132,6 @@ def _open_database(settings: Settings, knowledge: Knowledge) -> Any:
             f"the {settings.database_backend} database named by {variable} does not answer: "
             f"{first_line}"
         ) from None
-
-
-SERVE_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
-
-
-def _freeze_long_lived_objects() -> None:
-    """Keep what lives as long as the process (knowledge, app, modules) out of the cyclic GC,
-    and let the youngest generation grow to 10,000 objects before it is collected.
-
-    A large request allocates hundreds of thousands of objects, and every full collection it
-    triggers would otherwise walk the whole knowledge base as well: without the freeze,
-    collection took about as long as the rest of a large call. Parsed request bodies are
-    acyclic and freed by reference counting, so collecting every 700 allocations (the default)
-    only re-walks a body still being built: with 10,000, a 2.4 MB call took about 13 % less
-    (median of four alternating runs; small calls unchanged).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(SERVE_GC_THRESHOLD, 10, 10)
-
-
-def served_app() -> Any:
-    """The app of one of several `cds serve` workers (a uvicorn factory)."""
-    from cds.app import create_app
-
-    settings = load_settings()
-    settings.refuse_unsafe_defaults()
-    app = create_app(settings)
-    _freeze_long_lived_objects()
-    return app
 
 
 def _parse_now(text: str | None) -> datetime:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cds.http_guard import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
+from cds.server import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from tests.processes import free_port, start_cds, stop
 
 pytestmark = pytest.mark.e2e

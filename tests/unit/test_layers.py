@@ -28,14 +28,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "call": frozenset({"engine", "kb", "fhir", "store", "protocol"}),
     "web": frozenset({"call", "engine", "kb", "fhir", "store", "protocol"}),
     "metrics": frozenset(),
-    "http_guard": frozenset(),
+    "server": frozenset({"app"}),
     "runtime": frozenset({"kb", "store", "trust", "metrics"}),
     "api": frozenset({"call", "kb", "protocol", "store", "trust", "web", "runtime", "metrics"}),
     "app": frozenset(
         {"api", "engine", "fhir", "kb", "metrics", "protocol", "runtime", "store", "trust"}
     ),
     "cli": frozenset(
-        {"app", "call", "fhir", "http_guard", "kb", "metrics", "protocol", "store", "trust"}
+        {"app", "call", "fhir", "server", "kb", "metrics", "protocol", "store", "trust"}
     ),
 }
 ALLOWED |= {name: frozenset() for name in BASE}

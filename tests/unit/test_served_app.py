@@ -6,7 +6,7 @@ import gc
 
 from fastapi import FastAPI
 
-from cds.cli import served_app
+from cds.server import served_app
 
 
 def test_served_app_freezes_the_long_lived_heap() -> None:

@@ -231,7 +231,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate_panel(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.call.burden import format_burden, run_panel
+    from cds.call.burden_panel import run_panel
+    from cds.store.burden_report import format_burden
 
     knowledge = load_knowledge(
         settings.knowledge_dir,
@@ -272,8 +273,8 @@ def _read_database(settings: Settings, read: Callable[[Engine], _T]) -> _T:
 
 @_command("report burden")
 def _report_burden(args: argparse.Namespace, settings: Settings) -> int:
-    from cds.call.burden import burden_report, format_burden
     from cds.store.analytics import report_window
+    from cds.store.burden_report import burden_report, format_burden
 
     since, until = report_window(args.since, args.until, datetime.now(UTC))
     report = _read_database(settings, lambda engine: burden_report(engine, since, until))

@@ -14,11 +14,11 @@ from markupsafe import Markup
 from cds.api.dependencies import runtime_of
 from cds.api.openapi import html_responses, merge_responses, outcome_responses, text_responses
 from cds.api.responses import packaged_file
-from cds.call.burden import burden_report
 from cds.errors import BadRequest, RequestError
 from cds.kb.loader import Knowledge
 from cds.protocol.wire import HOOKS
 from cds.store.analytics import rule_feedback_stats
+from cds.store.burden_report import burden_report
 from cds.web.analytics_view import (
     SERIES,
     SERIES_COLOURS,

@@ -22,15 +22,13 @@ from dataclasses import dataclass
 
 from cds.engine.evaluate import Fired
 from cds.kb.schemas import Finding, Rule
+from cds.protocol.wire import INDICATOR_RANK
 
 __all__ = [
-    "INDICATOR_RANK",
     "CardFinding",
     "fingerprint",
     "resolve_findings",
 ]
-
-INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cds.call.findings import INDICATOR_RANK, CardFinding
+from cds.call.findings import CardFinding
 from cds.engine.evaluate import Evidence, Fired
 from cds.errors import KnowledgeError
 from cds.kb.code_systems import RULE_SYSTEM
@@ -18,6 +18,7 @@ from cds.kb.review import is_reviewed
 from cds.kb.schemas import Finding, Rule, SuggestionSpec
 from cds.kb.suggestion_check import fill_placeholders
 from cds.protocol.wire import (
+    INDICATOR_RANK,
     Action,
     Card,
     Coding,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "HOOKS",
+    "INDICATOR_RANK",
     "Action",
     "Card",
     "CdsResponse",
@@ -42,6 +43,8 @@ HOOKS: tuple[str, ...] = (
     "encounter-discharge",
 )
 Indicator = Literal["info", "warning", "critical"]
+# Urgency order: cards are shown critical first, then warning, then info.
+INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def new_uuid() -> str:

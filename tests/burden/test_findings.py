@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from cds.call.findings import INDICATOR_RANK, fingerprint, resolve_findings
+from cds.call.findings import fingerprint, resolve_findings
 from cds.engine.evaluate import Evidence, Fired
 from cds.errors import KnowledgeError
 from cds.kb.loader import Knowledge, load_knowledge
+from cds.protocol.wire import INDICATOR_RANK
 from tests.burden.records import base, call, condition, observation
 
 REPO = Path(__file__).resolve().parents[2]

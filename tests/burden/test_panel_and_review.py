@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cds.call.burden import run_panel
+from cds.call.burden_panel import run_panel
 from cds.cli import main
 from cds.fhir.scenarios import example_patients
 from cds.kb.loader import Knowledge, load_knowledge

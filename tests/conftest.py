@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,16 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@cache
+def shipped_knowledge() -> Knowledge:
+    """The knowledge this repository ships, loaded once per test process: the ``knowledge``
+    fixture, and what test modules read at collection time (to parametrize by rule)."""
+    return load_knowledge(REPO / "knowledge", REPO / "cards")
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
-    return load_knowledge(REPO / "knowledge", REPO / "cards")
+    return shipped_knowledge()
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 
 from cds.call.rule_cases import run_case
 from cds.errors import KnowledgeError
-from cds.kb.loader import Knowledge, load_knowledge
-from tests.conftest import REPO
+from cds.kb.loader import Knowledge
+from tests.conftest import shipped_knowledge
 
 
 def _load() -> Knowledge | KnowledgeError:
     try:
-        return load_knowledge(REPO / "knowledge", REPO / "cards")
+        return shipped_knowledge()
     except KnowledgeError as exc:
         return exc
 

@@ -21,9 +21,9 @@ import pytest
 
 from cds.call.rule_cases import run_case
 from cds.kb.code_systems import RXNORM
-from cds.kb.loader import Knowledge, iter_nodes, load_knowledge
+from cds.kb.loader import Knowledge, iter_nodes
 from cds.kb.schemas import Case, Rule
-from tests.conftest import REPO
+from tests.conftest import shipped_knowledge
 
 _ORDER_HOOKS = ("order-select", "order-sign")
 _UNKNOWN = "0"  # no RxNorm concept has this code
@@ -50,9 +50,8 @@ class Template:
         return f"{self.rule.id}/{self.case.name}@{self.hook}"
 
 
-@cache
 def _knowledge() -> Knowledge:
-    return load_knowledge(REPO / "knowledge", REPO / "cards")
+    return shipped_knowledge()
 
 
 def _classes(knowledge: Knowledge, code: str) -> frozenset[str]:

@@ -14,8 +14,7 @@ from cds import __version__
 from cds.call.request_builder import request_from_resources
 from cds.cli import CHECK_WIDTH, main
 from cds.errors import ConfigurationError, KnowledgeError
-from cds.kb.loader import load_knowledge
-from cds.settings import Settings
+from tests.conftest import shipped_knowledge
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}
 BUNDLE = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": PATIENT}]}
@@ -96,7 +95,7 @@ def test_a_bundle_without_a_patient_is_an_error(
 def test_a_hook_that_contradicts_the_request_file_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    knowledge = load_knowledge(Settings().knowledge_dir, Settings().cards_dir, with_cases=False)
+    knowledge = shipped_knowledge()
     service = knowledge.services_for("patient-view")[0]
     request = request_from_resources(
         [PATIENT], service.prefetch, hook="patient-view", hook_instance="t"

@@ -12,7 +12,7 @@ from cds.errors import KnowledgeError, TerminologyImportError
 from cds.kb.loader import load_knowledge
 from cds.kb.rxnorm_import import import_rxnorm
 from cds.strict_yaml import load_yaml_text
-from tests.conftest import REPO
+from tests.conftest import REPO, shipped_knowledge
 
 # (rxcui, tty, name, suppress)
 _CONCEPTS = [
@@ -97,7 +97,7 @@ def test_the_command_writes_a_site_table_the_knowledge_merges(
     site = tmp_path / "site"
     assert main(["terminology", "import", "rxnorm", str(release), "--out", str(site)]) == 0
     assert "products" in capsys.readouterr().out
-    shipped = load_knowledge(REPO / "knowledge", REPO / "cards", with_cases=False)
+    shipped = shipped_knowledge()
     merged = load_knowledge(
         REPO / "knowledge", REPO / "cards", with_cases=False, site_terminology=site
     )

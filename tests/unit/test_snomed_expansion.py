@@ -14,7 +14,7 @@ from cds.kb.code_systems import SNOMED
 from cds.kb.loader import load_knowledge
 from cds.kb.snomed_expansion import TABLE, import_snomed, keeps, shipped_text
 from cds.strict_yaml import load_yaml_text
-from tests.conftest import REPO
+from tests.conftest import REPO, shipped_knowledge
 
 _IS_A = "116680003"
 _FSN = "900000000000003001"
@@ -67,7 +67,7 @@ def test_the_shipped_expansion_is_what_the_generator_writes() -> None:
 
 
 def test_value_sets_hold_the_shipped_descendants() -> None:
-    knowledge = load_knowledge(REPO / "knowledge", REPO / "cards", with_cases=False)
+    knowledge = shipped_knowledge()
     breast = knowledge.valuesets["breast-cancer-invasive"]
     for code in ("353511000119101", "188154003", "94117003", "315004001", "459391000124109"):
         assert (SNOMED, code) in breast.codes, code

@@ -75,28 +75,31 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         units.warm()  # the UCUM registry, built once per process, not in the first call
-        if runtime.store is None and use_database:
-            runtime.store = open_store(settings, suppressing)
-        # The composition root: the one place that tells the SQL store from others.
-        runtime.database = runtime.store if isinstance(runtime.store, SqlStore) else None
+        opened = runtime.store
+        if opened is None and use_database:
+            opened = open_store(settings, suppressing)
+        # The composition root: the one place that tells the SQL store from others. With the
+        # SQL store, calls and feedback go through its write-behind front.
+        runtime.database = opened if isinstance(opened, SqlStore) else None
+        front: CallStore | None = None
         if runtime.database is not None:
-            runtime.call_store = CallStore(
+            front = CallStore(
                 runtime.database,
                 window_days=settings.suppression_days,
                 refresh_seconds=settings.suppression_refresh_seconds,
                 on_drop=runtime.metrics.card_log_dropped.inc,
             )
-            runtime.call_store.start()
-            runtime.call_log = runtime.call_store
-        elif runtime.store is not None:
-            runtime.call_log = StoreCallLog(runtime.store)
+            front.start()
+            runtime.store, runtime.call_log = front, front
+        elif opened is not None:
+            runtime.store, runtime.call_log = opened, StoreCallLog(opened)
         runtime.fhir_transport = MeasuredTransport(
             AiohttpTransport(max_connections=100), runtime.metrics
         )
         jwks_http: httpx.AsyncClient | None = None
         if trusted is not None:
             jwks_http = httpx.AsyncClient(follow_redirects=False)
-            runtime.verifier = _verifier(settings, trusted, jwks_http, runtime.store)
+            runtime.verifier = _verifier(settings, trusted, jwks_http, runtime.database)
         logger.info("started", extra={"fields": _start_fields(runtime, store=runtime.store)})
         try:
             yield
@@ -105,12 +108,11 @@ def create_app(
             await runtime.fhir_transport.aclose()
             if jwks_http is not None:
                 await jwks_http.aclose()
-            if runtime.call_store is not None:
-                runtime.call_store.close()
-                runtime.call_store = None
-                runtime.call_log = NO_CALL_LOG
-            if runtime.store is not None:
-                runtime.store.close()
+            if front is not None:
+                front.close()  # writes what is queued
+            runtime.store, runtime.call_log = opened, NO_CALL_LOG
+            if opened is not None:
+                opened.close()
             logger.info("stopped", extra={"fields": {"version": __version__}})
 
     app = ServiceApp(

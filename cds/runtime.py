@@ -13,7 +13,6 @@ from cds.store.call_log import NO_CALL_LOG
 from cds.store.preview import PreviewStore
 from cds.store.protocol import CallLog, Store
 from cds.store.sql import SqlStore
-from cds.store.write_behind import CallStore
 from cds.trust.tokens import ClientVerifier
 
 __all__ = ["Runtime"]
@@ -23,9 +22,8 @@ __all__ = ["Runtime"]
 class Runtime:
     settings: Settings
     knowledge: Knowledge
-    store: Store | None = None  # feedback and readiness
-    database: SqlStore | None = None  # the same store when it is the SQL one: analytics, burden
-    call_store: CallStore | None = None  # the hook route's in-memory front to the SQL store
+    store: Store | None = None  # feedback and readiness (the SQL store's write-behind front)
+    database: SqlStore | None = None  # the SQL store itself, if that is the store: analytics
     call_log: CallLog = NO_CALL_LOG  # what a hook call reads its history from and logs to
     fhir_transport: httpx.AsyncBaseTransport | None = None  # shared by every FHIR query
     verifier: ClientVerifier | None = None  # None when no trusted clients are configured

@@ -161,7 +161,7 @@ async def post_feedback(service_id: str, request: Request, runtime: RuntimeDep) 
     except ValidationError as exc:
         raise validation_message(exc, "feedback") from None
     stored = 0
-    store: Store | None = runtime.call_store or runtime.store
+    store: Store | None = runtime.store
     if runtime.preview_store.knows_all([item.card for item in feedback.feedback]):
         store = runtime.preview_store  # feedback on the preview page's cards stays with them
     if store is not None:

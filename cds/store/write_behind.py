@@ -130,7 +130,10 @@ class CallStore:
     # --- the Store protocol -------------------------------------------------------------------
 
     def ping(self) -> None:
+        """Raise if the database cannot be read, or while the card log cannot be written."""
         self.store.ping()
+        if self.failing:
+            raise ServiceUnavailable("the card log cannot be written")
 
     def card_history(
         self,

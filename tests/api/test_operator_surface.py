@@ -89,7 +89,7 @@ def test_feedback_on_a_card_never_issued_is_kept_out_of_the_analytics(
     }
     response = client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [item]})
     assert response.status_code == 200
-    store = client.app.state.runtime.store  # type: ignore[attr-defined]
+    store = client.app.state.runtime.database  # type: ignore[attr-defined]
     with store.engine.connect() as connection:
         row = connection.execute(text("SELECT hook_instance FROM feedback")).one()
     assert row.hook_instance is None  # stored apart: joined to no shown card

@@ -190,9 +190,9 @@ def sqlite_app(tmp_path: Path, knowledge: Knowledge) -> Iterator[TestClient]:
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_sqlite_full_or_read_only_mid_load_and_back(sqlite_app: TestClient, fault: str) -> None:
     runtime = sqlite_app.app.state.runtime  # type: ignore[attr-defined]
-    engine = runtime.store.engine
+    engine = runtime.database.engine
     shown = _call(sqlite_app)
-    runtime.call_store.flush()
+    runtime.store.flush()
 
     def no_growth(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -209,8 +209,8 @@ def test_sqlite_full_or_read_only_mid_load_and_back(sqlite_app: TestClient, faul
         during: list[str] = []
         for _ in range(200):  # enough rows to need a page more than the file has
             during += _call(sqlite_app)
-        runtime.call_store.flush()
-        assert runtime.call_store.failing
+        runtime.store.flush()
+        assert runtime.store.failing
         _assert_outage(sqlite_app, during[0])
         during += _call(sqlite_app)  # still answering
     finally:

@@ -419,7 +419,7 @@ def test_preview_cards_and_their_feedback_stay_out_of_the_card_log(client: TestC
     assert response.json() == {"received": 2, "new": 2}
     assert _rule_row(client.get("/analytics").text) is None
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.store.engine.connect() as connection:
+    with runtime.database.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM shown_cards")).scalar() == 0
         assert connection.execute(text("SELECT count(*) FROM feedback")).scalar() == 0
     held = runtime.preview_store.feedback_for(overridden_card)

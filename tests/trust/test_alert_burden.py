@@ -96,7 +96,7 @@ def test_an_info_card_is_not_repeated_unless_its_facts_change(
     # a new fact (a second metastasis recorded) changes what fired it: shown again
     changed = [*record, condition(knowledge, "met-2", "bone-metastasis", _day(3))]
     assert "metastatic-care-planning" in _keys(_open_chart(client, knowledge, changed))
-    client.app.state.runtime.call_store.flush()  # type: ignore[attr-defined]
+    client.app.state.runtime.store.flush()  # type: ignore[attr-defined]
     assert ("metastatic-care-planning", "repeat") in _withheld(db_settings)
 
 
@@ -151,7 +151,7 @@ def test_silent_rules_are_evaluated_and_logged_not_returned(
     )
     with TestClient(create_app(settings, knowledge=knowledge)) as client:
         cards = _open_chart(client, knowledge, _metastatic(knowledge))
-        client.app.state.runtime.call_store.flush()  # type: ignore[attr-defined]
+        client.app.state.runtime.store.flush()  # type: ignore[attr-defined]
     keys = _keys(cards)
     assert "metastatic-without-palliative-care" not in keys
     assert "bone-metastasis-without-bone-agent" not in keys
@@ -167,7 +167,7 @@ def test_all_rules_silent_returns_no_card_but_counts_the_chart_open(
     settings = db_settings.model_copy(update={"silent_rules": "all"})
     with TestClient(create_app(settings, knowledge=knowledge)) as client:
         assert _open_chart(client, knowledge, _metastatic(knowledge)) == []
-        client.app.state.runtime.call_store.flush()  # type: ignore[attr-defined]
+        client.app.state.runtime.store.flush()  # type: ignore[attr-defined]
     assert {reason for _, reason in _withheld(db_settings)} == {"silent"}
     store = open_store(db_settings)
     try:

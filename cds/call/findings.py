@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cds.engine.evaluate import Fired
+from cds.kb.card_parts import INDICATOR_RANK
 from cds.kb.schemas import Finding, Rule
 
 __all__ = [
@@ -29,8 +30,6 @@ __all__ = [
     "fingerprint",
     "resolve_findings",
 ]
-
-INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)

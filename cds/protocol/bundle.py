@@ -13,14 +13,14 @@ that leaves ``search.mode`` out). The ``next`` link is the first link whose rela
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["BundlePage", "read_bundle"]
 
 
-@dataclass(frozen=True)
-class BundlePage:
+class BundlePage(NamedTuple):
+    """A tuple, not a frozen dataclass: one is made per prefetch key of every call."""
+
     resources: list[dict[str, Any]]  # the entries' resources, outcome entries left out
     outcomes: list[dict[str, Any]]  # the outcome entries' resources
     next_url: str | None  # as written: relative links are the caller's to resolve
@@ -37,7 +37,7 @@ def read_bundle(bundle: Mapping[str, Any]) -> BundlePage:
             continue
         search = entry.get("search")
         if resource.get("resourceType") == "OperationOutcome" or (
-            isinstance(search, dict) and search.get("mode") == "outcome"
+            search is not None and isinstance(search, dict) and search.get("mode") == "outcome"
         ):
             outcomes.append(resource)
         else:

@@ -304,7 +304,7 @@ def compile_card_parts(
                     )
             card = _rule_card(rule, templates, reasons, education_links, reviewed, base)
             _check(card, rule.id)
-        except (ValidationError, KeyError, ValueError) as exc:
+        except (ValidationError, ValueError) as exc:
             problems.append(CardProblem(rule.id, None, _why(exc)))
             continue
         cards[rule.id] = card
@@ -313,6 +313,8 @@ def compile_card_parts(
         members = [
             r for r in rules.values() if r.finding is not None and r.finding.id == finding.id
         ]
+        if any(r.id not in cards for r in members):
+            continue  # a member's own card is refused: reported against its rule
         try:
             parts = _FindingParts(
                 summary=templates[finding.template].summary,
@@ -322,7 +324,7 @@ def compile_card_parts(
             if len(members) > 1:
                 ids = tuple(r.id for r in members)
                 _check(_merge(parts, ids, education_links, reasons), finding.id)
-        except (ValidationError, KeyError, ValueError) as exc:
+        except (ValidationError, ValueError) as exc:
             problems.append(CardProblem(None, finding.id, _why(exc)))
             continue
         finding_parts[finding.id] = parts
@@ -342,10 +344,8 @@ def _why(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        return f"its card does not pass the CDS Hooks Card model ({where}: {error['msg']})"
-    if isinstance(exc, KeyError):
-        return f"its card names {exc.args[0]!r}, which has no usable entry"
-    return f"its card does not pass the CDS Hooks Card model ({exc})"
+        return f"fails the CDS Hooks Card model ({where}: {error['msg']})"
+    return f"fails the CDS Hooks Card model ({exc})"
 
 
 def _check(card: CompiledCard, key: str) -> None:

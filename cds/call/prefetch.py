@@ -26,6 +26,7 @@ from urllib.parse import quote
 from cds.errors import FhirServerError
 from cds.fhir.client import FhirClient
 from cds.kb.prefetch_plan import PrefetchPlan
+from cds.protocol.bundle import read_bundle
 from cds.protocol.wire import HookRequest
 
 __all__ = [
@@ -105,29 +106,10 @@ def split_prefetch_value(value: Any) -> tuple[str, list[Any], str | None]:
         return "outcome", [], None
     if rtype != "Bundle":
         return "data", [value], None
-    resources: list[Any] = []
-    outcomes = 0
-    entries = value.get("entry")
-    for entry in entries if isinstance(entries, list) else ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            continue
-        if resource.get("resourceType") == "OperationOutcome":
-            outcomes += 1
-            continue
-        resources.append(resource)
-    if outcomes and not resources:
+    page = read_bundle(value)
+    if page.outcomes and not page.resources:
         return "outcome", [], None
-    next_url = None
-    links = value.get("link")
-    for link in links if isinstance(links, list) else ():
-        if (
-            isinstance(link, dict)
-            and link.get("relation") == "next"
-            and isinstance(link.get("url"), str)
-        ):
-            next_url = link["url"]
-    return "data", resources, next_url
+    return "data", page.resources, page.next_url
 
 
 async def resolve_prefetch(

@@ -27,7 +27,7 @@ from cds.fhir.client import FhirClient, check_fhir_server_url
 from cds.kb.loader import Knowledge, Service
 from cds.kb.review import is_reviewed
 from cds.kb.schemas import Rule
-from cds.protocol.wire import CdsResponse, HookRequest, dump_model
+from cds.protocol.wire import CdsResponse, HookRequest
 from cds.settings import Settings
 from cds.store.call_log import NO_CALL_LOG
 from cds.store.protocol import CallLog, CallRecord, ShownCard, WithheldCard
@@ -43,7 +43,6 @@ class CallResult:
     A call renders its cards straight to wire JSON (see :func:`~cds.call.render.render_cards`);
     the pydantic :class:`~cds.protocol.wire.CdsResponse` is built from them only when someone
     asks for it.
-    Either one may be given.
     """
 
     def __init__(
@@ -51,18 +50,16 @@ class CallResult:
         *,
         fired: list[Fired],
         not_evaluated: dict[str, str],
-        response: CdsResponse | None = None,
-        cards: list[dict[str, Any]] | None = None,
+        cards: list[dict[str, Any]],
         fetched: list[str] | None = None,
         fetch_errors: list[str] | None = None,
         skipped_resources: int = 0,
         findings: list[CardFinding] | None = None,
         withheld: list[tuple[CardFinding, str]] | None = None,
     ) -> None:
-        if response is None and cards is None:
-            raise ValueError("a CallResult needs its response or its cards")
-        self._response = response
-        self._cards = cards
+        # The cards as sent: camelCase, no nulls or empty arrays. Shared parts: do not mutate.
+        self.cards = cards
+        self._response: CdsResponse | None = None
         self.fired = fired  # the rule leading each card, in card order
         # One per card, with every rule it stands for (merged or superseded).
         self.findings = findings if findings is not None else []
@@ -72,14 +69,6 @@ class CallResult:
         self.fetched = fetched if fetched is not None else []
         self.fetch_errors = fetch_errors if fetch_errors is not None else []
         self.skipped_resources = skipped_resources
-
-    @property
-    def cards(self) -> list[dict[str, Any]]:
-        """The cards as sent: camelCase, no nulls or empty arrays. Shared parts: do not mutate."""
-        if self._cards is None:
-            assert self._response is not None
-            self._cards = dump_model(self._response)["cards"]
-        return self._cards
 
     @property
     def response(self) -> CdsResponse:

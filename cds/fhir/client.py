@@ -18,6 +18,7 @@ import orjson
 
 from cds.errors import FhirServerError
 from cds.loopback import is_loopback_url
+from cds.protocol.bundle import read_bundle
 
 __all__ = ["FhirClient", "check_fhir_server_url"]
 
@@ -113,15 +114,9 @@ class FhirClient:
                         "the FHIR server answered with an OperationOutcome", kind="outcome"
                     )
                 return [body]
-            entries = body.get("entry")
-            for entry in entries if isinstance(entries, list) else ():
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    resource = entry["resource"]
-                    search = entry.get("search")
-                    if isinstance(search, dict) and search.get("mode") == "outcome":
-                        continue
-                    resources.append(resource)
-            next_url = _next_link(body)
+            page = read_bundle(body)
+            resources += page.resources
+            next_url = page.next_url
             if next_url is None:
                 return resources
             next_url = urljoin(url, next_url)
@@ -170,15 +165,3 @@ class FhirClient:
                 "the FHIR server's answer is not a FHIR resource", kind="invalid-json"
             )
         return body
-
-
-def _next_link(bundle: dict[str, Any]) -> str | None:
-    links = bundle.get("link")
-    for link in links if isinstance(links, list) else ():
-        if (
-            isinstance(link, dict)
-            and link.get("relation") == "next"
-            and isinstance(link.get("url"), str)
-        ):
-            return str(link["url"])
-    return None

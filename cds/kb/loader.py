@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cds.errors import KnowledgeError
+from cds.kb.card_parts import CardParts, compile_card_parts
 from cds.kb.code_systems import SNOMED, SYSTEM_SHORTHANDS
 from cds.kb.finding_relations import overlap_problems
 from cds.kb.logic import Node
@@ -70,6 +71,10 @@ class Knowledge:
     # Value set id -> where its codes come from (list, includes, SNOMED CT descendants).
     valueset_sources: dict[str, str] = field(default_factory=dict)
     findings: dict[str, Finding] = field(default_factory=dict)  # knowledge/findings.yaml
+    # Every rule's card, compiled and checked against the Card model (cds.kb.card_parts).
+    # Compiled from the fields above by load_knowledge: a copy made with other rules, templates
+    # or findings (dataclasses.replace) keeps these and renders them.
+    card_parts: CardParts = field(kw_only=True, repr=False, compare=False)
     code_index: CodeIndex = field(init=False, repr=False, compare=False)
     # Fact kinds some rule or definition reads without a value set (every resource of the kind).
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -229,6 +234,23 @@ def load_knowledge(
     )
     if problems.items:
         raise KnowledgeError(problems.items)
+    card_parts, card_problems = compile_card_parts(
+        rules=rules,
+        templates=templates,
+        education=education,
+        override_reasons=override_reasons,
+        findings=findings,
+        definition_docs=definition_docs,
+    )
+    for problem in card_problems:
+        if problem.rule_id is not None:
+            problems.add(rule_files[problem.rule_id], f"card: {problem.message}")
+        else:
+            problems.add(
+                knowledge_dir / "findings.yaml", f"{problem.finding_id}: {problem.message}"
+            )
+    if problems.items:
+        raise KnowledgeError(problems.items)
     assert source is not None
     return Knowledge(
         services=services,
@@ -246,6 +268,7 @@ def load_knowledge(
         fixtures=fixtures,
         rule_files=rule_files,
         valueset_sources=_valueset_sources(valueset_files, descendants),
+        card_parts=card_parts,
         findings=findings,
     )
 

@@ -8,13 +8,23 @@ import hashlib
 import re
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from cds.kb.loader import Knowledge
-from cds.kb.schemas import Rule
+from cds.kb.schemas import CardTemplate, Rule
 
-__all__ = ["content_hash", "is_reviewed", "review_block", "review_state", "write_review"]
+if TYPE_CHECKING:  # the loader compiles cards with rule_is_reviewed: no import back at run time
+    from cds.kb.loader import Knowledge
+
+__all__ = [
+    "content_hash",
+    "is_reviewed",
+    "review_block",
+    "review_state",
+    "rule_is_reviewed",
+    "write_review",
+]
 
 # What a reviewer signs off: what fires the card, what the card says and offers, how it
 # relates to other cards. Titles, rationale wording, known gaps and the review itself are not.
@@ -34,29 +44,28 @@ _REVIEWED_FIELDS = (
 
 
 def content_hash(knowledge: Knowledge, rule: Rule) -> str:
+    return _content_hash(rule, knowledge.templates.get(rule.card.template))
+
+
+def _content_hash(rule: Rule, template: CardTemplate | None) -> str:
     data = rule.model_dump(mode="json", include=set(_REVIEWED_FIELDS), by_alias=True)
-    template = knowledge.templates.get(rule.card.template)
     data["template"] = template.model_dump(mode="json") if template else None
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def is_reviewed(knowledge: Knowledge, rule: Rule) -> bool:
-    """Cached per knowledge and rule (both immutable): calls ask it for every fired rule."""
-    key = (id(knowledge), id(rule))
-    cached = _REVIEWED.get(key)
-    if cached is not None and cached[0] is knowledge and cached[1] is rule:
-        return cached[2]
+def rule_is_reviewed(rule: Rule, template: CardTemplate | None) -> bool:
     review = rule.review
-    reviewed = bool(review.reviewed_by and review.reviewed_on and review.content_hash) and (
-        review.content_hash == content_hash(knowledge, rule)
+    return bool(review.reviewed_by and review.reviewed_on and review.content_hash) and (
+        review.content_hash == _content_hash(rule, template)
     )
-    if len(_REVIEWED) >= 4096:
-        _REVIEWED.clear()
-    _REVIEWED[key] = (knowledge, rule, reviewed)
-    return reviewed
 
 
-_REVIEWED: dict[tuple[int, int], tuple[Knowledge, Rule, bool]] = {}
+def is_reviewed(knowledge: Knowledge, rule: Rule) -> bool:
+    """Read off the knowledge's compiled cards for its own rules (calls ask for every fired
+    rule); worked out afresh for any other rule object."""
+    if knowledge.rules.get(rule.id) is rule:
+        return rule.id in knowledge.card_parts.reviewed
+    return rule_is_reviewed(rule, knowledge.templates.get(rule.card.template))
 
 
 def review_state(knowledge: Knowledge, rule: Rule) -> str:

@@ -9,10 +9,10 @@ import re
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cds.kb.code_systems import SYSTEM_SHORTHANDS
-from cds.kb.logic import Node
+from cds.kb.logic import Node, _Schema
 from cds.protocol.fhir_dates import parse_duration
 from cds.protocol.wire import HOOKS, Indicator
 
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 def _kebab(value: str) -> str:

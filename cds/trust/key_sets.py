@@ -124,7 +124,6 @@ class JwksCache:
         self._clock = clock
         self._sets: dict[str, _CachedSet] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self.fetches = 0  # number of HTTP fetches made (for tests and metrics)
 
     async def key(self, url: str, kid: str) -> VerificationKey:
         """The key ``kid`` of the set at ``url``; raises :class:`Unauthorized` if there is none."""
@@ -155,7 +154,6 @@ class JwksCache:
         return entry.keys.get(kid)
 
     async def _refresh(self, url: str, entry: _CachedSet, now: float) -> None:
-        self.fetches += 1
         try:
             # The whole fetch within fetch_seconds: a body that trickles in forever ends too.
             async with asyncio.timeout(self._fetch_seconds):

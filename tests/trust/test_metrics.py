@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds.api.metrics import RequestMetricsMiddleware
 from cds.call.service_call import CallResult
 from cds.kb.loader import Knowledge
-from cds.protocol.wire import CdsResponse
 from cds.runtime import Runtime
 from cds.settings import Settings
 from tests.trust.conftest import PATIENT_VIEW_SERVICE, patient_view_request
@@ -140,7 +139,7 @@ def test_fetch_errors_of_an_answered_call_are_counted_by_kind(knowledge: Knowled
     @app.post("/cds-services/{service_id}")
     async def degraded(service_id: str, request: Request) -> dict[str, Any]:
         request.state.call_result = CallResult(
-            response=CdsResponse(cards=[]),
+            cards=[],
             fired=[],
             not_evaluated={},
             fetch_errors=["timeout", "http-5xx", "http-5xx"],

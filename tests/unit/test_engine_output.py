@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cds.call.render import build_cards, escape_markdown
+from cds.call.render import escape_markdown, render_cards
 from cds.engine.evaluate import evaluate
 from cds.kb.loader import Knowledge
 from tests.unit.knowledge_tree import (
@@ -70,12 +70,9 @@ def test_deceased_through_a_whole_service_call(kb: Knowledge, tmp_path: Path) ->
 
 
 def _cards(kb: Knowledge, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from cds.protocol.wire import dump_model
-
     rule = kb.rules["test-rule"]
     fired = evaluate(kb, [rule], record_of(kb, resources)).fired
-    cards = build_cards(kb, fired, hook_instance="h1", patient_id="p1", base_url="http://x")
-    return [dump_model(card) for card in cards]
+    return render_cards(kb, fired, hook_instance="h1", patient_id="p1", base_url="http://x")
 
 
 def test_same_record_and_knowledge_give_the_same_cards(kb: Knowledge) -> None:
@@ -139,9 +136,8 @@ def test_explanation_cites_ids_dates_displays_rule_and_section(kb: Knowledge) ->
 def test_explanation_lists_what_was_absent(kb: Knowledge) -> None:
     rule = make_rule([{"ref": "invasive-breast-cancer"}, {"not": {"ref": "known-bone-metastasis"}}])
     fired = evaluate(kb, [rule], record_of(kb, [breast_cancer()])).fired
-    (card,) = build_cards(kb, fired, hook_instance="h", patient_id="p1", base_url="http://x")
-    assert card.detail is not None
-    assert "No known bone metastasis on record" in card.detail
+    (card,) = render_cards(kb, fired, hook_instance="h", patient_id="p1", base_url="http://x")
+    assert "No known bone metastasis on record" in card["detail"]
 
 
 def test_record_text_in_the_explanation_is_escaped_markdown(kb: Knowledge) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from cds.cli import main
 from cds.errors import KnowledgeError
+from cds.kb import logic, schemas
 from cds.kb.loader import Knowledge, load_knowledge
 from tests.unit.knowledge_tree import TEMPLATE, Tree, rule_data
 
@@ -27,6 +30,24 @@ def _expect(tree: Tree, file: str, *fragments: str) -> None:
     problems = _problems(tree)
     matching = [p for p in problems if p.startswith(f"{file}: ") and all(f in p for f in fragments)]
     assert matching, f"no problem in {file} mentioning {fragments}; got {problems}"
+
+
+def test_every_knowledge_file_model_has_the_one_strict_base() -> None:
+    """Unknown keys refused, values frozen: one base class, so the two modules cannot drift."""
+    models = [
+        model
+        for module in (logic, schemas)
+        for _, model in inspect.getmembers(module, inspect.isclass)
+        if issubclass(model, BaseModel) and model.__module__ == module.__name__
+    ]
+    assert len(models) > 20
+    for model in models:
+        assert logic._Schema in model.__mro__, model.__name__
+    assert logic._Schema.model_config == {
+        "extra": "forbid",
+        "populate_by_name": True,
+        "frozen": True,
+    }
 
 
 def test_the_base_tree_is_valid(tmp_path: Path) -> None:

@@ -13,15 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cds.call.render import (
-    OVERRIDE_REASON_SYSTEM,
-    build_cards,
-    card_uuid,
-    escape_markdown,
-    render_cards,
-)
+from cds.call.render import escape_markdown, render_cards
 from cds.call.service_call import CallResult
 from cds.engine.evaluate import Evidence, Fired
+from cds.kb.card_parts import OVERRIDE_REASON_SYSTEM, card_uuid
 from cds.kb.code_systems import RULE_SYSTEM
 from cds.kb.loader import Knowledge
 from cds.kb.schemas import Rule
@@ -29,7 +24,6 @@ from cds.kb.suggestion_check import fill_placeholders
 from cds.protocol.wire import (
     Action,
     Card,
-    CdsResponse,
     Coding,
     Link,
     OverrideReason,
@@ -140,15 +134,6 @@ def test_every_rule_renders_as_the_models_do(
         assert dump_model(Card.model_validate(card)) == card
 
 
-def test_build_cards_gives_the_validated_models_of_the_rendered_cards(
-    knowledge: Knowledge,
-) -> None:
-    fired = [_fired(rule) for rule in knowledge.rules.values()]
-    args: dict[str, Any] = {"hook_instance": "h", "patient_id": "p", "base_url": "http://x"}
-    models = build_cards(knowledge, fired, **args)
-    assert [dump_model(card) for card in models] == render_cards(knowledge, fired, **args)
-
-
 def test_a_second_call_does_not_see_the_first_calls_patient(knowledge: Knowledge) -> None:
     """The static parts are shared between calls: a call must not write into them."""
     rule = next(r for r in knowledge.rules.values() if r.suggestions)
@@ -166,10 +151,6 @@ def test_call_result_gives_its_cards_and_its_validated_response(knowledge: Knowl
     result = CallResult(fired=fired, not_evaluated={}, cards=wire)
     assert result.wire() == {"cards": wire}
     assert dump_model(result.response) == {"cards": wire}
-    from_model = CallResult(fired=[], not_evaluated={}, response=CdsResponse(cards=[]))
-    assert from_model.wire() == {"cards": []}
-    with pytest.raises(ValueError, match="response or its cards"):
-        CallResult(fired=[], not_evaluated={})
 
 
 _MARKDOWN_REFERENCE = {ord(c): "\\" + c for c in "\\`*_{}[]<>()#+!|~"} | {ord("\n"): " "}

@@ -32,6 +32,7 @@ DOCUMENT = (
 )
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @pytest.mark.shared
 def test_no_product_text_shares_ten_words_with_the_source_document(shared_dir: Path) -> None:
     index = SourceIndex((shared_dir / SOURCE_DOCUMENT).read_text(encoding="utf-8"))

@@ -184,6 +184,7 @@ def cases_for(operation: Any, knowledge: Knowledge) -> st.SearchStrategy[OpenApi
     return st.one_of(existing, existing, existing, existing_negative, *generated)
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_every_operation_answers_as_documented(
     api_schema: Any, knowledge: Knowledge, outside: OutsideRequests, label: str

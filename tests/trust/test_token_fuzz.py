@@ -78,6 +78,7 @@ def refused(token: str) -> Unauthorized:
     return asyncio.run(check())
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @settings(max_examples=200, deadline=None)
 @given(header=headers, payload=payloads, signature=st.binary(max_size=120))
 def test_any_token_is_refused_cleanly(
@@ -95,6 +96,7 @@ def test_any_string_is_refused_cleanly(text: str) -> None:
     assert refused(text).diagnostics == "unauthorized"
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @settings(max_examples=200, deadline=None)
 @given(payload=payloads)
 def test_signed_tokens_with_any_claims_are_accepted_or_refused_cleanly(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -145,6 +146,7 @@ def _run(knowledge: Knowledge, body: dict[str, Any], hook: str) -> dict[str, Any
     return {"cards": cards}
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     resources=st.lists(RESOURCE, max_size=12),
@@ -160,6 +162,7 @@ def test_arbitrary_resources_never_break_evaluation(
     assert first == _run(knowledge, body, hook), "evaluation must be deterministic"
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @settings(max_examples=150, deadline=None)
 @given(resources=st.lists(st.one_of(RESOURCE, JSON), max_size=12))
 def test_record_building_never_raises(resources: list[Any]) -> None:

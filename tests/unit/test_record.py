@@ -305,6 +305,7 @@ _RESOURCE = st.builds(
 )
 
 
+@pytest.mark.slow  # a long property or fuzz run: `make test`, not `make check`
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resources=st.lists(_RESOURCE, max_size=6), drafts=st.lists(_RESOURCE, max_size=2))
 def test_random_malformed_records_never_crash(

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from cds.engine import statuses
-from cds.engine.record import ABSENCE_KINDS, Item, PatientRecord, Unclassified
+from cds.engine.record import Item, PatientRecord, Unclassified
 from cds.engine.units import MOLAR_MASS, quantity_in, to_unit
 from cds.kb.code_systems import V3_INTERPRETATION
+from cds.kb.fact_kinds import KINDS, StatusRow, resource_date
 from cds.kb.loader import Knowledge
 from cds.kb.logic import (
     ALBUMIN_VALUESET,
@@ -26,22 +27,19 @@ from cds.kb.logic import (
     PatientQuery,
     TrendTest,
     ValueTest,
+    walk,
 )
 from cds.kb.logic_text import describe_node
 from cds.kb.rule_gates import Gate
 from cds.kb.schemas import Rule
 from cds.kb.terminology import CompiledValueSet, canonical_system, normalize_code
-from cds.protocol.fhir_dates import parse_duration, resource_date
+from cds.protocol.fhir_dates import parse_duration
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
 # The status filters, from the one table of cds/engine/statuses.py (docs/record-reading.md).
 _CONDITION_VERIFIED = statuses.row("Condition", "verificationStatus")
 _CONDITION_CURRENT = statuses.row("Condition", "clinicalStatus", "current")
-_STATUS_ANY = {r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "any"}
-_STATUS_CURRENT = {
-    r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "current"
-}
 # R4's interpretation code system and the HL7 v2 table 0078 it took its codes (H, HH, L, LL,
 # A, AA, ...) from; a coding without a system is read as one of them.
 _INTERPRETATION_SYSTEMS = frozenset(
@@ -95,7 +93,6 @@ class _Result(NamedTuple):
     absent: tuple[str, ...] = ()
 
 
-_ANY_QUERY = FactQuery()
 _FALSE = _Result(False)
 _TRUE = _Result(True)
 
@@ -315,9 +312,9 @@ class _Call:
         absence back, never to make a fact hold."""
         entries: dict[int, Unclassified] = {}
         named = False
-        for kind, query in _absence_facts(node, self.definitions, frozenset()):
+        for kind, query in _absence_facts(node, self.definitions):
             for entry in self.record.unclassified.get(kind, ()):
-                if not self._could_be(entry, query):
+                if not self._could_be(entry, kind, query):
                     continue
                 entries.setdefault(id(entry), entry)
                 if not named and entry.text and query.valueset is not None:
@@ -325,9 +322,8 @@ class _Call:
                     named = pattern is not None and pattern.search(entry.text) is not None
         return _Unread(tuple(entries.values()), named) if entries else None
 
-    def _could_be(self, entry: Unclassified, query: FactQuery) -> bool:
-        table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
-        status_row = table.get(entry.rtype) or _STATUS_ANY.get(entry.rtype)
+    def _could_be(self, entry: Unclassified, kind: str, query: FactQuery) -> bool:
+        status_row = _status_rows(kind, query.status in ("current", "active")).get(entry.rtype)
         raw = entry.resource.get("status")
         if status_row is not None and not statuses.counts(
             raw if isinstance(raw, str) else None, status_row
@@ -396,18 +392,13 @@ def _compile_not(child: Node) -> _Step:
     return not_
 
 
-def _absence_facts(
-    node: Node, definitions: dict[str, Node], seen: frozenset[str]
-) -> list[tuple[str, FactQuery]]:
+def _absence_facts(node: Node, definitions: dict[str, Node]) -> list[tuple[str, FactQuery]]:
     """The facts of kinds absence is claimed about, under ``node`` (through definitions)."""
-    if node.ref is not None:
-        if node.ref in seen or node.ref not in definitions:
-            return []
-        return _absence_facts(definitions[node.ref], definitions, seen | {node.ref})
-    fact = node.fact()
-    if fact is not None:
-        return [fact] if fact[0] in ABSENCE_KINDS else []
-    return [f for child in node.children() for f in _absence_facts(child, definitions, seen)]
+    return [
+        fact
+        for sub in walk([node], definitions, anchors=False)
+        if (fact := sub.fact()) is not None and KINDS[fact[0]].absence_claimed
+    ]
 
 
 class _Unread(NamedTuple):
@@ -539,8 +530,10 @@ def _filters(kind: str, query: FactQuery) -> list[_Filter]:
 
 
 def _status_filter(kind: str, query: FactQuery) -> _Filter:
+    counts = _status_check(kind, query.status in ("active", "current"))
+
     def status(call: _Call, items: list[Item]) -> list[Item]:
-        return [item for item in items if _status_ok(kind, query, item)]
+        return [item for item in items if counts(item)]
 
     return status
 
@@ -601,7 +594,7 @@ def _albumin_corrected(
         for albumin in call.record.find("observation", albumin_set)
         if albumin.date is not None
         and abs(albumin.date - when) <= _ALBUMIN_WINDOW
-        and _status_ok("observation", _ANY_QUERY, albumin)
+        and _OBSERVATION_COUNTS(albumin)
     ]
     if not near:
         return value
@@ -688,28 +681,88 @@ def _code_of(element: Any) -> str | None:
     return None
 
 
-def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
-    resource = item.resource
-    if kind == "condition":
+_StatusCheck = Callable[[Item], bool]
+
+
+def _status_rows(kind: str, current: bool) -> dict[str, StatusRow]:
+    """Resource type -> the row of its ``status`` element that applies (a current query falls
+    back to the "any" row of a type without a current one)."""
+    rows = {
+        r.resource: r for r in KINDS[kind].statuses if r.element == "status" and r.query == "any"
+    }
+    if current:
+        rows |= {
+            r.resource: r
+            for r in KINDS[kind].statuses
+            if r.element == "status" and r.query == "current"
+        }
+    return rows
+
+
+def _status_check(kind: str, current: bool) -> _StatusCheck:
+    """Whether an item of ``kind`` counts as a fact: its kind's own rule, else its status row."""
+    special = _STATUS_RULES.get(kind)
+    return special(current) if special is not None else _by_status(_status_rows(kind, current))
+
+
+def _by_status(rows: Mapping[str, StatusRow]) -> _StatusCheck:
+    def counts(item: Item) -> bool:
+        raw_status = item.resource.get("status")
+        status = raw_status if isinstance(raw_status, str) else None
+        status_row = rows.get(item.rtype)
+        if status_row is None:
+            return status != "entered-in-error"
+        return statuses.counts(status, status_row)
+
+    return counts
+
+
+def _condition_status(current: bool) -> _StatusCheck:
+    """A known disease (verificationStatus); a current one also by clinicalStatus, or, without
+    one, by having no abatement."""
+
+    def counts(item: Item) -> bool:
+        resource = item.resource
         if not statuses.counts(_code_of(resource.get("verificationStatus")), _CONDITION_VERIFIED):
             return False
-        if query.status in ("active", "current"):
+        if current:
             clinical = _code_of(resource.get("clinicalStatus"))
             if clinical is None:
                 return not any(key.startswith("abatement") for key in resource)
             return statuses.counts(clinical, _CONDITION_CURRENT)
         return True
-    raw_status = resource.get("status")
-    status = raw_status if isinstance(raw_status, str) else None
-    if kind == "draft-order":
-        return status != "entered-in-error"
-    table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
-    status_row = table.get(item.rtype) or _STATUS_ANY.get(item.rtype)
-    if status_row is None:
-        return status != "entered-in-error"
-    if kind == "document" and resource.get("docStatus") == "entered-in-error":
-        return False
-    return statuses.counts(status, status_row)
+
+    return counts
+
+
+def _draft_status(current: bool) -> _StatusCheck:
+    """A draft order counts unless it was entered in error (it is not on record yet)."""
+
+    def counts(item: Item) -> bool:
+        return item.resource.get("status") != "entered-in-error"
+
+    return counts
+
+
+def _document_status(current: bool) -> _StatusCheck:
+    """A document counts by its status row, and not when its docStatus is entered-in-error."""
+    by_row = _by_status(_status_rows("document", current))
+
+    def counts(item: Item) -> bool:
+        if item.resource.get("docStatus") == "entered-in-error":
+            return False
+        return by_row(item)
+
+    return counts
+
+
+# Kinds whose status is not read from their status rows alone.
+_STATUS_RULES: dict[str, Callable[[bool], _StatusCheck]] = {
+    "condition": _condition_status,
+    "draft-order": _draft_status,
+    "document": _document_status,
+}
+_OBSERVATION_COUNTS = _status_check("observation", current=False)
 
 
 def _concept_in(concept: Any, valueset: Any) -> bool:

@@ -8,7 +8,7 @@ Validation is total: every problem is collected (file and field named) and raise
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from cds.errors import KnowledgeError
 from cds.kb.code_systems import SNOMED, SYSTEM_SHORTHANDS
+from cds.kb.fact_kinds import KINDS
 from cds.kb.finding_relations import overlap_problems
-from cds.kb.logic import Node
+from cds.kb.logic import Node, walk
 from cds.kb.prefetch_plan import PrefetchPlan, plan_prefetch
 from cds.kb.rule_gates import Gate, rule_gates
 from cds.kb.schemas import (
@@ -81,8 +82,7 @@ class Knowledge:
         roots = [n for r in self.rules.values() for n in (*r.logic.inclusion, *r.logic.exclusion)]
         whole = {
             fact[0]
-            for root in [*roots, *self.definitions.values()]
-            for node in iter_nodes(root)
+            for node in walk([*roots, *self.definitions.values()])
             if (fact := node.fact()) is not None and fact[1].valueset is None
         }
         object.__setattr__(self, "kinds_read_whole", frozenset(whole))
@@ -96,20 +96,13 @@ class Knowledge:
         """(value set ids, definition names) that ``rules`` reach, through definitions,
         anchors, value tests, components and value set includes."""
         valuesets: set[str] = set()
-        reached: set[str] = set()
-        stack: list[Node] = [n for r in rules for n in (*r.logic.inclusion, *r.logic.exclusion)]
-        while stack:
-            for node in iter_nodes(stack.pop()):
-                names = [node.ref] if node.ref else []
-                fact = node.fact()
-                if fact is not None:
-                    query = fact[1]
-                    names += [a.name for a in (query.after, query.before) if a is not None]
-                    valuesets.update(query.valuesets())
-                for name in names:
-                    if name not in reached and name in self.definitions:
-                        reached.add(name)
-                        stack.append(self.definitions[name])
+        entered: list[str] = []
+        roots = [n for r in rules for n in (*r.logic.inclusion, *r.logic.exclusion)]
+        for node in walk(roots, self.definitions, reached=entered):
+            fact = node.fact()
+            if fact is not None:
+                valuesets.update(fact[1].valuesets())
+        reached = set(entered)
         pending = list(valuesets)
         while pending:
             vs_file = self.valueset_files.get(pending.pop())
@@ -551,19 +544,10 @@ def _load_cases(folder: Path, problems: _Problems) -> dict[str, tuple[Case, ...]
     return out
 
 
-def iter_nodes(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children():
-        yield from iter_nodes(child)
-
-
-_STATUS_KINDS = ("condition", "medication")
-
-
 def _depends_on(node: Node) -> list[str]:
     """Definitions a node needs: the ones it references and the ones its anchors name."""
     names: list[str] = []
-    for sub in iter_nodes(node):
+    for sub in walk([node]):
         if sub.ref is not None:
             names.append(sub.ref)
         fact = sub.fact()
@@ -611,21 +595,24 @@ def _check_references(
     education_dir: Path,
 ) -> None:
     headings = {s.heading for s in source.sections} if source else set()
+    status_kinds = " and ".join(k.name for k in KINDS.values() if k.takes_status)
+    value_kinds = " and ".join(f"{k.name}s" for k in KINDS.values() if k.value_tests)
 
     def check_node(path: Path, where: str, node: Node) -> None:
-        for sub in iter_nodes(node):
+        for sub in walk([node]):
             if sub.ref is not None and sub.ref not in definitions:
                 problems.add(path, f"{where}: unknown definition {sub.ref!r}")
             fact = sub.fact()
             if fact is None:
                 continue
             kind, query = fact
-            if query.valueset is None and kind not in ("research-subject",):
+            spec = KINDS[kind]
+            if query.valueset is None and spec.needs_valueset:
                 problems.add(path, f"{where}: a {kind} fact needs a valueset")
-            if query.status is not None and kind not in _STATUS_KINDS:
+            if query.status is not None and not spec.takes_status:
                 problems.add(
                     path,
-                    f"{where}.{kind}.status: only condition and medication facts take a status "
+                    f"{where}.{kind}.status: only {status_kinds} facts take a status "
                     "(other kinds always apply their fixed filter)",
                 )
             for vs in query.valuesets():
@@ -636,11 +623,11 @@ def _check_references(
                     problems.add(path, f"{where}: anchor names unknown definition {anchor.name!r}")
             if (
                 query.value or query.interpretation or query.component_tests() or query.trend
-            ) and kind != "observation":
+            ) and not spec.value_tests:
                 problems.add(
                     path,
                     f"{where}: value, interpretation, component and trend "
-                    "apply to observations only",
+                    f"apply to {value_kinds} only",
                 )
 
     defs_path = knowledge_dir / "definitions.yaml"

@@ -21,8 +21,9 @@ from cds.kb.code_systems import SNOMED, SYSTEM_SHORTHANDS
 from cds.kb.fact_kinds import KINDS
 from cds.kb.finding_relations import overlap_problems
 from cds.kb.logic import Node, walk
+from cds.kb.plans import Program, compile_program
 from cds.kb.prefetch_plan import PrefetchPlan, plan_prefetch
-from cds.kb.rule_gates import Gate, rule_gates
+from cds.kb.rule_gates import Gate
 from cds.kb.schemas import (
     CardTemplate,
     Case,
@@ -76,6 +77,8 @@ class Knowledge:
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
     # Rule id -> codes the rule cannot fire without (see cds.kb.rule_gates).
     rule_gates: dict[str, tuple[Gate, ...]] = field(init=False, repr=False, compare=False)
+    # Every rule and definition compiled to the plans the engine runs (see cds.kb.plans).
+    program: Program = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_index", CodeIndex.of(self.valuesets.values()))
@@ -86,7 +89,11 @@ class Knowledge:
             if (fact := node.fact()) is not None and fact[1].valueset is None
         }
         object.__setattr__(self, "kinds_read_whole", frozenset(whole))
-        gates = {rule.id: rule_gates(rule, self.definitions) for rule in self.rules.values()}
+        program = compile_program(
+            self.rules, self.definitions, self.definition_docs, self.valuesets
+        )
+        object.__setattr__(self, "program", program)
+        gates = {rule_id: plan.gates for rule_id, plan in program.rules.items()}
         object.__setattr__(self, "rule_gates", gates)
 
     def services_for(self, hook: str) -> list[Service]:

@@ -148,6 +148,13 @@ class _Compiler:
         self.docs = docs
         self.valuesets = valuesets
 
+    def rule(self, rule: Rule) -> RulePlan:
+        return RulePlan(
+            tuple(self.plan(node) for node in rule.logic.inclusion),
+            tuple(self.plan(node) for node in rule.logic.exclusion),
+            rule_gates(rule, self.definitions),
+        )
+
     def plan(self, node: Node) -> Plan:
         fact = node.fact()
         if fact is not None:
@@ -289,12 +296,7 @@ def compile_rule(
 ) -> RulePlan:
     """One rule's plan (the loader compiles every rule; the engine only a rule that is not
     one of its knowledge's, as tests and repeat-limit probes make)."""
-    compiler = _Compiler(definitions, docs, valuesets)
-    return RulePlan(
-        tuple(compiler.plan(node) for node in rule.logic.inclusion),
-        tuple(compiler.plan(node) for node in rule.logic.exclusion),
-        rule_gates(rule, definitions),
-    )
+    return _Compiler(definitions, docs, valuesets).rule(rule)
 
 
 def compile_program(
@@ -303,15 +305,9 @@ def compile_program(
     docs: Mapping[str, Definition],
     valuesets: Mapping[str, CompiledValueSet],
 ) -> Program:
+    """Every rule's and every definition's plan: what the loader keeps on the knowledge."""
     compiler = _Compiler(definitions, docs, valuesets)
     return Program(
-        rules={
-            rule_id: RulePlan(
-                tuple(compiler.plan(node) for node in rule.logic.inclusion),
-                tuple(compiler.plan(node) for node in rule.logic.exclusion),
-                rule_gates(rule, definitions),
-            )
-            for rule_id, rule in rules.items()
-        },
+        rules={rule_id: compiler.rule(rule) for rule_id, rule in rules.items()},
         definitions={name: compiler.plan(node) for name, node in definitions.items()},
     )

@@ -21,8 +21,6 @@ from cds.call.findings import CardFinding
 from cds.engine.evaluate import evaluate
 from cds.engine.record import PatientRecord
 from cds.kb.loader import Knowledge
-from cds.kb.logic import Node
-from cds.kb.schemas import Logic, Rule
 from cds.protocol.fhir_dates import parse_duration
 from cds.store.protocol import CardHistory
 
@@ -95,30 +93,6 @@ def apply_limits(
     return out
 
 
-# (id(knowledge), rule id) -> (knowledge, probe rules): one probe per repeat_resets_on name.
-_PROBES: dict[tuple[int, str], tuple[Knowledge, tuple[Rule, ...]]] = {}
-
-
-def _probes(knowledge: Knowledge, rule: Rule) -> tuple[Rule, ...]:
-    key = (id(knowledge), rule.id)
-    cached = _PROBES.get(key)
-    if cached is not None and cached[0] is knowledge:
-        return cached[1]
-    probes = tuple(
-        rule.model_copy(
-            update={
-                "id": f"{rule.id}-resets-{name}",
-                "logic": Logic(inclusion=(Node.model_validate({"ref": name}),)),
-            }
-        )
-        for name in rule.repeat_resets_on
-    )
-    if len(_PROBES) >= 4096:
-        _PROBES.clear()
-    _PROBES[key] = (knowledge, probes)
-    return probes
-
-
 def with_reset_facts(
     knowledge: Knowledge, findings: list[CardFinding], record: PatientRecord
 ) -> list[CardFinding]:
@@ -126,7 +100,7 @@ def with_reset_facts(
     facts added to what their fingerprint covers; the others as they are."""
     out = []
     for finding in findings:
-        probes = [p for rule in finding.rules for p in _probes(knowledge, rule)]
+        probes = [p for rule in finding.rules for p in knowledge.reset_probes_of(rule)]
         if probes:
             context = tuple(evaluate(knowledge, probes, record).fired)
             finding = dataclasses.replace(finding, context=context)

@@ -7,41 +7,41 @@ that made each inclusion hold and the facts whose absence it relied on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from cds.engine import statuses
-from cds.engine.record import ABSENCE_KINDS, Item, PatientRecord, Unclassified
+from cds.engine.record import Item, PatientRecord, Unclassified
 from cds.engine.units import MOLAR_MASS, quantity_in, to_unit
+from cds.kb import plans
 from cds.kb.code_systems import V3_INTERPRETATION
+from cds.kb.fact_kinds import StatusRow, resource_date
 from cds.kb.loader import Knowledge
-from cds.kb.logic import (
-    ALBUMIN_VALUESET,
-    Anchor,
-    FactQuery,
-    Node,
-    PatientQuery,
-    TrendTest,
-    ValueTest,
+from cds.kb.logic import ALBUMIN_VALUESET, Anchor, FactQuery, TrendTest, ValueTest
+from cds.kb.plans import (
+    AbsenceFact,
+    AllPlan,
+    AnyPlan,
+    FactPlan,
+    NotPlan,
+    PatientPlan,
+    RefPlan,
+    RulePlan,
+    compile_rule,
+    status_rows,
 )
-from cds.kb.logic_text import describe_node
 from cds.kb.rule_gates import Gate
 from cds.kb.schemas import Rule
 from cds.kb.terminology import CompiledValueSet, canonical_system, normalize_code
-from cds.protocol.fhir_dates import parse_duration, resource_date
+from cds.protocol.fhir_dates import parse_duration
 
 __all__ = ["Evaluation", "Evidence", "Fired", "evaluate"]
 
 # The status filters, from the one table of cds/engine/statuses.py (docs/record-reading.md).
 _CONDITION_VERIFIED = statuses.row("Condition", "verificationStatus")
 _CONDITION_CURRENT = statuses.row("Condition", "clinicalStatus", "current")
-_STATUS_ANY = {r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "any"}
-_STATUS_CURRENT = {
-    r.resource: r for r in statuses.TABLE if r.element == "status" and r.query == "current"
-}
 # R4's interpretation code system and the HL7 v2 table 0078 it took its codes (H, HH, L, LL,
 # A, AA, ...) from; a coding without a system is read as one of them.
 _INTERPRETATION_SYSTEMS = frozenset(
@@ -95,7 +95,6 @@ class _Result(NamedTuple):
     absent: tuple[str, ...] = ()
 
 
-_ANY_QUERY = FactQuery()
 _FALSE = _Result(False)
 _TRUE = _Result(True)
 
@@ -126,7 +125,8 @@ def evaluate(
         evaluation.not_evaluated = {rule.id: "patient is deceased" for rule in rules}
         return evaluation
     call = _Call(knowledge, record)
-    gates = knowledge.rule_gates
+    plans = knowledge.program.rules
+    known = knowledge.compiled_rules
     for rule in rules:
         if unavailable and rule.id in unavailable:
             evaluation.not_evaluated[rule.id] = unavailable[rule.id]
@@ -134,91 +134,34 @@ def evaluate(
         if rule.id in suppressed:
             evaluation.not_evaluated[rule.id] = "suppressed after an 'already addressed' override"
             continue
-        gate = gates.get(rule.id)
-        if gate and knowledge.rules.get(rule.id) is rule and not call.opens(gate):
+        plan = plans.get(rule.id)
+        if plan is None or known.get(rule.id) is not rule:
+            # not this knowledge's own rule (a test's): compiled now
+            plan = compile_rule(
+                rule, knowledge.definitions, knowledge.definition_docs, knowledge.valuesets
+            )
+        if plan.gates and not call.opens(plan.gates):
             continue  # a code the rule needs is not on record: it cannot fire
-        fired = call.rule(rule)
+        fired = call.rule(rule, plan)
         if fired is not None:
             evaluation.fired.append(fired)
     return evaluation
 
 
-# --- compiling -------------------------------------------------------------------------------
+# --- running plans ---------------------------------------------------------------------------
 #
-# Each node becomes a closure once (``_compiled``), so a call runs the rule logic as plain
-# function calls instead of re-inspecting every node: which kind it is, which filters its query
-# sets. A closure holds only what the node itself says; whatever depends on the knowledge
-# (definitions, value sets, labels) is looked up through the call, so one node compiles the same
-# for any knowledge that holds it. Nodes are immutable and outlive every call; each closure is
-# kept with its node, so an id reused after a node is collected never matches.
-
-_Step = Callable[["_Call"], _Result]
-_Filter = Callable[["_Call", list[Item]], list[Item]]
-
-
-class _Compiled(NamedTuple):
-    node: Node
-    step: _Step
-    relabelled: bool  # a one-fact node without its own label: a ref names it instead
-
-
-_COMPILED: dict[int, _Compiled] = {}
-_COMPILED_LIMIT = 200_000
-
-
-def _compiled(node: Node) -> _Compiled:
-    entry = _COMPILED.get(id(node))
-    if entry is not None and entry.node is node:
-        return entry
-    fact = node.fact()
-    entry = _Compiled(node, _compile(node), fact is not None and fact[1].label is None)
-    if len(_COMPILED) >= _COMPILED_LIMIT:
-        _COMPILED.clear()
-    _COMPILED[id(node)] = entry
-    return entry
-
-
-_RULES: dict[int, tuple[Rule, tuple[_Step, ...], tuple[_Step, ...]]] = {}
-
-
-def _compiled_rule(rule: Rule) -> tuple[tuple[_Step, ...], tuple[_Step, ...]]:
-    """The steps of a rule's inclusion and exclusion, looked up once per rule, not per node."""
-    entry = _RULES.get(id(rule))
-    if entry is None or entry[0] is not rule:
-        logic = rule.logic
-        inclusion = tuple(_compiled(node).step for node in logic.inclusion)
-        exclusion = tuple(_compiled(node).step for node in logic.exclusion)
-        entry = (rule, inclusion, exclusion)
-        if len(_RULES) >= _COMPILED_LIMIT:
-            _RULES.clear()
-        _RULES[id(rule)] = entry
-    return entry[1], entry[2]
-
-
-def _compile(node: Node) -> _Step:
-    fact = node.fact()
-    if fact is not None:
-        return _compile_fact(*fact)
-    if node.ref is not None:
-        return _compile_ref(node, node.ref)
-    if node.all_ is not None:
-        return _compile_all(tuple(_compiled(child).step for child in node.all_))
-    if node.any_ is not None:
-        return _compile_any(tuple(_compiled(child).step for child in node.any_))
-    if node.not_ is not None:
-        return _compile_not(node.not_)
-    assert node.patient is not None  # the schema guarantees exactly one field
-    return _compile_patient(node.patient)
+# The loader compiled every rule and definition to plans (cds.kb.plans): value sets looked up,
+# durations parsed, filters chosen, labels worded. Running one is a call per plan node through
+# the table of runners below, indexed by the plan's op; nothing is kept between calls.
 
 
 class _Call:
     """What one evaluation reads: the knowledge, the record, and definitions already run."""
 
-    __slots__ = ("coded", "definitions", "knowledge", "memo", "now", "record", "valuesets")
+    __slots__ = ("coded", "definitions", "memo", "now", "record", "valuesets")
 
     def __init__(self, knowledge: Knowledge, record: PatientRecord) -> None:
-        self.knowledge = knowledge
-        self.definitions = knowledge.definitions
+        self.definitions = knowledge.program.definitions
         self.valuesets = knowledge.valuesets
         self.record = record
         self.now = record.now
@@ -241,20 +184,21 @@ class _Call:
         """A definition's result, run once per call (definitions are shared between rules)."""
         result = self.memo.get(name)
         if result is None:
-            result = _compiled(self.definitions[name]).step(self)
+            plan = self.definitions[name]
+            result = _RUN[plan.op](plan, self)
             self.memo[name] = result
         return result
 
-    def rule(self, rule: Rule) -> Fired | None:
-        inclusion, exclusion = _compiled_rule(rule)
+    def rule(self, rule: Rule, plan: RulePlan) -> Fired | None:
         results = []
-        for step in inclusion:
-            result = step(self)
+        run = _RUN
+        for part in plan.inclusion:
+            result = run[part.op](part, self)
             if not result.holds:
                 return None
             results.append(result)
-        for step in exclusion:
-            if step(self).holds:
+        for part in plan.exclusion:
+            if run[part.op](part, self).holds:
                 return None
         evidence: dict[tuple[str, str, str], Evidence] = {}
         absent: list[str] = []
@@ -287,127 +231,73 @@ class _Call:
             item.date is None for _, item in result.items
         )
 
-    def undated_note(self, anchor: Anchor) -> str:
-        doc = self.knowledge.definition_docs.get(anchor.name)
-        what = doc.description if doc else anchor.name
-        return f"Date unknown: {what} has no date on record, so it does not limit this finding"
-
-    def label(self, node: Node) -> str:
-        if node.ref is not None:
-            doc = self.knowledge.definition_docs.get(node.ref)
-            return doc.description if doc else node.ref
-        fact = node.fact()
-        if fact is not None:
-            return self.fact_label(*fact)
-        return "matching record"
-
-    def fact_label(self, kind: str, query: FactQuery) -> str:
-        if query.label:
-            return query.label
-        if query.valueset:
-            return self.valuesets[query.valueset].title.lower()
-        return kind.replace("-", " ")
-
-    def unread_for(self, node: Node) -> _Unread | None:
-        """The record's unclassified entries that a fact under ``node`` could have been: of
+    def unread_for(self, plan: NotPlan) -> _Unread | None:
+        """The record's unclassified entries that a fact under the ``not`` could have been: of
         its kind, with a status it counts and, for a fact with a window, dated within it (or
         undated). None when there are none. Their words are used here only to hold a claim of
         absence back, never to make a fact hold."""
         entries: dict[int, Unclassified] = {}
         named = False
-        for kind, query in _absence_facts(node, self.definitions, frozenset()):
-            for entry in self.record.unclassified.get(kind, ()):
-                if not self._could_be(entry, query):
+        for fact in plan.absence_facts:
+            for entry in self.record.unclassified.get(fact.kind, ()):
+                if not self._could_be(entry, fact):
                     continue
                 entries.setdefault(id(entry), entry)
-                if not named and entry.text and query.valueset is not None:
-                    pattern = _name_pattern(self.valuesets[query.valueset])
-                    named = pattern is not None and pattern.search(entry.text) is not None
+                if not named and entry.text and fact.names is not None:
+                    named = fact.names.search(entry.text) is not None
         return _Unread(tuple(entries.values()), named) if entries else None
 
-    def _could_be(self, entry: Unclassified, query: FactQuery) -> bool:
-        table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
-        status_row = table.get(entry.rtype) or _STATUS_ANY.get(entry.rtype)
+    def _could_be(self, entry: Unclassified, fact: AbsenceFact) -> bool:
+        status_row = fact.status_rows.get(entry.rtype)
         raw = entry.resource.get("status")
         if status_row is not None and not statuses.counts(
             raw if isinstance(raw, str) else None, status_row
         ):
             return False
-        if query.within is not None:
+        if fact.within is not None:
             when = resource_date(entry.resource)
-            return when is None or when >= self.now - parse_duration(query.within)
+            return when is None or when >= self.now - fact.within
         return True
 
-    def absent(self, node: Node) -> str:
-        """The explanation line for a ``not`` that held."""
-        if node.ref is not None or node.fact() is not None:
-            return f"No {self.label(node)} on record"
-        return f"Not on record: {describe_node(node, self.knowledge.definition_docs)}"
+
+def _run_ref(plan: RefPlan, call: _Call) -> _Result:
+    result = call.definition(plan.name)
+    label = plan.relabel
+    if not result.holds or label is None:
+        return result
+    # A one-fact definition is named by its description in explanations.
+    return _Result(True, tuple([(label, item) for _, item in result.items]))
 
 
-def _compile_ref(node: Node, name: str) -> _Step:
-    def ref(call: _Call) -> _Result:
-        result = call.definition(name)
-        if not result.holds or not _compiled(call.definitions[name]).relabelled:
-            return result
-        # A one-fact definition is named by its description in explanations.
-        label = call.label(node)
-        return _Result(True, tuple([(label, item) for _, item in result.items]))
-
-    return ref
-
-
-def _compile_all(steps: tuple[_Step, ...]) -> _Step:
-    def all_(call: _Call) -> _Result:
-        parts = []
-        for step in steps:
-            part = step(call)
-            if not part.holds:
-                return _FALSE
-            parts.append(part)
-        return _merged(parts)
-
-    return all_
-
-
-def _compile_any(steps: tuple[_Step, ...]) -> _Step:
-    def any_(call: _Call) -> _Result:
-        holding = [part for part in [step(call) for step in steps] if part.holds]
-        return _merged(holding) if holding else _FALSE
-
-    return any_
-
-
-def _compile_not(child: Node) -> _Step:
-    inner = _compiled(child).step
-
-    def not_(call: _Call) -> _Result:
-        if inner(call).holds:
+def _run_all(plan: AllPlan, call: _Call) -> _Result:
+    parts = []
+    run = _RUN
+    for part in plan.parts:
+        result = run[part.op](part, call)
+        if not result.holds:
             return _FALSE
-        if not call.record.unclassified:  # the usual call: every entry has a code
-            return _Result(True, (), (call.absent(child),))
-        unread = call.unread_for(child)
-        if unread is None:
-            return _Result(True, (), (call.absent(child),))
-        if unread.named:  # an entry's words name what is claimed absent: no claim
-            return _FALSE
-        return _Result(True, (), (f"{call.absent(child)} ({unread.note()})",))
-
-    return not_
+        parts.append(result)
+    return _merged(parts)
 
 
-def _absence_facts(
-    node: Node, definitions: dict[str, Node], seen: frozenset[str]
-) -> list[tuple[str, FactQuery]]:
-    """The facts of kinds absence is claimed about, under ``node`` (through definitions)."""
-    if node.ref is not None:
-        if node.ref in seen or node.ref not in definitions:
-            return []
-        return _absence_facts(definitions[node.ref], definitions, seen | {node.ref})
-    fact = node.fact()
-    if fact is not None:
-        return [fact] if fact[0] in ABSENCE_KINDS else []
-    return [f for child in node.children() for f in _absence_facts(child, definitions, seen)]
+def _run_any(plan: AnyPlan, call: _Call) -> _Result:
+    run = _RUN
+    holding = [result for result in [run[p.op](p, call) for p in plan.parts] if result.holds]
+    return _merged(holding) if holding else _FALSE
+
+
+def _run_not(plan: NotPlan, call: _Call) -> _Result:
+    part = plan.part
+    if _RUN[part.op](part, call).holds:
+        return _FALSE
+    if not call.record.unclassified:  # the usual call: every entry has a code
+        return _Result(True, (), (plan.absent,))
+    unread = call.unread_for(plan)
+    if unread is None:
+        return _Result(True, (), (plan.absent,))
+    if unread.named:  # an entry's words name what is claimed absent: no claim
+        return _FALSE
+    return _Result(True, (), (f"{plan.absent} ({unread.note()})",))
 
 
 class _Unread(NamedTuple):
@@ -425,124 +315,127 @@ class _Unread(NamedTuple):
         )
 
 
-_NAME_PATTERNS: dict[tuple[int, str], tuple[CompiledValueSet, re.Pattern[str] | None]] = {}
-# Names shorter than this are not looked for in free text (too many accidental matches).
-_MIN_NAME = 4
+def _run_patient(plan: PatientPlan, call: _Call) -> _Result:
+    query = plan.query
+    record = call.record
+    if query.deceased is not None and record.deceased != query.deceased:
+        return _FALSE
+    if query.sex is not None and record.sex not in query.sex:
+        return _FALSE
+    age = record.age_years
+    if query.age_at_least is not None and (age is None or age < query.age_at_least):
+        return _FALSE
+    if query.age_below is not None and (age is None or age >= query.age_below):
+        return _FALSE
+    return _TRUE
 
 
-def _name_pattern(valueset: CompiledValueSet) -> re.Pattern[str] | None:
-    """One case-insensitive, whole-word pattern of the value set's code displays."""
-    key = (id(valueset), valueset.id)
-    entry = _NAME_PATTERNS.get(key)
-    if entry is None or entry[0] is not valueset:
-        names = sorted(
-            {d.strip().lower() for d in valueset.displays.values() if len(d.strip()) >= _MIN_NAME}
-        )
-        pattern = (
-            re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b") if names else None
-        )
-        if len(_NAME_PATTERNS) > 4096:
-            _NAME_PATTERNS.clear()
-        entry = (valueset, pattern)
-        _NAME_PATTERNS[key] = entry
-    return entry[1]
-
-
-def _compile_patient(query: PatientQuery) -> _Step:
-    def patient(call: _Call) -> _Result:
-        record = call.record
-        if query.deceased is not None and record.deceased != query.deceased:
+def _run_fact(plan: FactPlan, call: _Call) -> _Result:
+    valueset = plan.valueset
+    if valueset is not None:
+        if plan.coded not in call.coded:  # most facts of most calls
             return _FALSE
-        if query.sex is not None and record.sex not in query.sex:
+        items = call.record.find(plan.kind, valueset)
+    else:
+        items = call.record.all_of(plan.kind)
+    narrow = _FILTERS
+    for op, arg in plan.filters:
+        if not items:
             return _FALSE
-        age = record.age_years
-        if query.age_at_least is not None and (age is None or age < query.age_at_least):
-            return _FALSE
-        if query.age_below is not None and (age is None or age >= query.age_below):
-            return _FALSE
-        return _TRUE
-
-    return patient
-
-
-def _compile_fact(kind: str, query: FactQuery) -> _Step:
-    valueset = query.valueset
-    filters = _filters(kind, query)
-    needed = query.count.at_least if query.count else 1
-    after = query.after
-
-    def fact(call: _Call) -> _Result:
-        if valueset is not None:
-            if (kind, valueset) not in call.coded:  # most facts of most calls
-                return _FALSE
-            items = call.record.find(kind, call.valuesets[valueset])
-        else:
-            items = call.record.all_of(kind)
-        for narrow in filters:
-            if not items:
-                return _FALSE
-            items = narrow(call, items)
-        if len(items) < needed:
-            return _FALSE
-        label = call.fact_label(kind, query)
-        found = tuple([(label, item) for item in items])
-        if after is not None and call.undated(after):
-            return _Result(True, found, (call.undated_note(after),))
-        return _Result(True, found)
-
-    return fact
+        items = narrow[op](call, items, arg)
+    if len(items) < plan.needed:
+        return _FALSE
+    label = plan.label
+    found = tuple([(label, item) for item in items])
+    after = plan.after
+    if after is not None and call.undated(after):
+        return _Result(True, found, (plan.undated_note,))
+    return _Result(True, found)
 
 
-def _filters(kind: str, query: FactQuery) -> list[_Filter]:
-    """The query's filters, in the order they apply; only those the query sets."""
-    filters: list[_Filter] = [_status_filter(kind, query)]
-    if query.within is not None:
-        within = parse_duration(query.within)
-        filters.append(lambda call, items: _on_or_after(items, call.now - within))
-    if query.older_than is not None:
-        older = parse_duration(query.older_than)
-        filters.append(lambda call, items: _on_or_before(items, call.now - older))
-    if query.after is not None:
-        after = query.after
-        filters.append(
-            lambda call, items: _on_or_after(
-                items, _EPOCH if call.undated(after) else call.anchor(after)
-            )
-        )
-    if query.before is not None:
-        before = query.before
-        filters.append(lambda call, items: _before(items, call.anchor(before)))
-    if query.body_site is not None:
-        site = query.body_site
-        filters.append(lambda call, items: [i for i in items if _body_site_ok(call, i, site)])
-    if query.component_tests():
-        filters.append(lambda call, items: [i for i in items if _components_ok(call, i, query)])
-    if query.latest:
-        filters.append(lambda call, items: [max(items, key=_date_key)])
-    molar_mass = MOLAR_MASS.get(query.valueset or "")
-    if query.value is not None:
-        value = query.value
-        filters.append(
-            lambda call, items: [
-                i for i in items if _value_ok(call, i.resource, value, molar_mass, i)
-            ]
-        )
-    if query.interpretation is not None:
-        wanted = frozenset(query.interpretation)
-        filters.append(
-            lambda call, items: [i for i in items if wanted & _interpretations(i.resource)]
-        )
-    if query.trend is not None:
-        trend = query.trend
-        filters.append(lambda call, items: _trend(call, items, trend, molar_mass))
-    return filters
+# The runners, indexed by a plan's op (cds.kb.plans: ALL, ANY, NOT, REF, FACT, PATIENT).
+_RUN: tuple[Callable[[Any, _Call], _Result], ...] = (
+    _run_all,
+    _run_any,
+    _run_not,
+    _run_ref,
+    _run_fact,
+    _run_patient,
+)
+assert tuple(range(6)) == (plans.ALL, plans.ANY, plans.NOT, plans.REF, plans.FACT, plans.PATIENT)
 
 
-def _status_filter(kind: str, query: FactQuery) -> _Filter:
-    def status(call: _Call, items: list[Item]) -> list[Item]:
-        return [item for item in items if _status_ok(kind, query, item)]
+# --- a fact's filters, by filter op ----------------------------------------------------------
 
-    return status
+_Items = list[Item]
+
+
+def _status(call: _Call, items: _Items, arg: tuple[str, bool, Mapping[str, StatusRow]]) -> _Items:
+    kind, current, rows = arg
+    special = _STATUS_RULES.get(kind)
+    if special is None:
+        return [item for item in items if _counts_by_row(item, rows)]
+    return [item for item in items if special(item, current, rows)]
+
+
+def _within(call: _Call, items: _Items, within: timedelta) -> _Items:
+    return _on_or_after(items, call.now - within)
+
+
+def _older_than(call: _Call, items: _Items, older: timedelta) -> _Items:
+    return _on_or_before(items, call.now - older)
+
+
+def _after(call: _Call, items: _Items, after: Anchor) -> _Items:
+    return _on_or_after(items, _EPOCH if call.undated(after) else call.anchor(after))
+
+
+def _before_anchor(call: _Call, items: _Items, before: Anchor) -> _Items:
+    return _before(items, call.anchor(before))
+
+
+def _body_site(call: _Call, items: _Items, site: str) -> _Items:
+    return [i for i in items if _body_site_ok(call, i, site)]
+
+
+def _components(call: _Call, items: _Items, query: FactQuery) -> _Items:
+    return [i for i in items if _components_ok(call, i, query)]
+
+
+def _latest(call: _Call, items: _Items, arg: None) -> _Items:
+    return [max(items, key=_date_key)]
+
+
+def _value(call: _Call, items: _Items, arg: tuple[ValueTest, str | None]) -> _Items:
+    value, valueset = arg
+    molar_mass = MOLAR_MASS.get(valueset or "")
+    return [i for i in items if _value_ok(call, i.resource, value, molar_mass, i)]
+
+
+def _interpretation(call: _Call, items: _Items, wanted: frozenset[str]) -> _Items:
+    return [i for i in items if wanted & _interpretations(i.resource)]
+
+
+def _trend_filter(call: _Call, items: _Items, arg: tuple[TrendTest, str | None]) -> _Items:
+    trend, valueset = arg
+    return _trend(call, items, trend, MOLAR_MASS.get(valueset or ""))
+
+
+# Indexed by filter op (cds.kb.plans: STATUS, WITHIN, ... TREND).
+_FILTERS: tuple[Callable[[_Call, _Items, Any], _Items], ...] = (
+    _status,
+    _within,
+    _older_than,
+    _after,
+    _before_anchor,
+    _body_site,
+    _components,
+    _latest,
+    _value,
+    _interpretation,
+    _trend_filter,
+)
+assert len(_FILTERS) - 1 == plans.TREND
 
 
 def _on_or_after(items: list[Item], anchor: datetime | None) -> list[Item]:
@@ -601,7 +494,7 @@ def _albumin_corrected(
         for albumin in call.record.find("observation", albumin_set)
         if albumin.date is not None
         and abs(albumin.date - when) <= _ALBUMIN_WINDOW
-        and _status_ok("observation", _ANY_QUERY, albumin)
+        and _counts_by_row(albumin, _OBSERVATION_ROWS)
     ]
     if not near:
         return value
@@ -688,28 +581,48 @@ def _code_of(element: Any) -> str | None:
     return None
 
 
-def _status_ok(kind: str, query: FactQuery, item: Item) -> bool:
-    resource = item.resource
-    if kind == "condition":
-        if not statuses.counts(_code_of(resource.get("verificationStatus")), _CONDITION_VERIFIED):
-            return False
-        if query.status in ("active", "current"):
-            clinical = _code_of(resource.get("clinicalStatus"))
-            if clinical is None:
-                return not any(key.startswith("abatement") for key in resource)
-            return statuses.counts(clinical, _CONDITION_CURRENT)
-        return True
-    raw_status = resource.get("status")
+def _counts_by_row(item: Item, rows: Mapping[str, StatusRow]) -> bool:
+    raw_status = item.resource.get("status")
     status = raw_status if isinstance(raw_status, str) else None
-    if kind == "draft-order":
-        return status != "entered-in-error"
-    table = _STATUS_CURRENT if query.status in ("current", "active") else _STATUS_ANY
-    status_row = table.get(item.rtype) or _STATUS_ANY.get(item.rtype)
+    status_row = rows.get(item.rtype)
     if status_row is None:
         return status != "entered-in-error"
-    if kind == "document" and resource.get("docStatus") == "entered-in-error":
-        return False
     return statuses.counts(status, status_row)
+
+
+def _condition_counts(item: Item, current: bool, rows: Mapping[str, StatusRow]) -> bool:
+    """A known disease (verificationStatus); a current one also by clinicalStatus, or, without
+    one, by having no abatement."""
+    resource = item.resource
+    if not statuses.counts(_code_of(resource.get("verificationStatus")), _CONDITION_VERIFIED):
+        return False
+    if current:
+        clinical = _code_of(resource.get("clinicalStatus"))
+        if clinical is None:
+            return not any(key.startswith("abatement") for key in resource)
+        return statuses.counts(clinical, _CONDITION_CURRENT)
+    return True
+
+
+def _draft_counts(item: Item, current: bool, rows: Mapping[str, StatusRow]) -> bool:
+    """A draft order counts unless it was entered in error (it is not on record yet)."""
+    return item.resource.get("status") != "entered-in-error"
+
+
+def _document_counts(item: Item, current: bool, rows: Mapping[str, StatusRow]) -> bool:
+    """A document counts by its status row, and not when its docStatus is entered-in-error."""
+    if item.resource.get("docStatus") == "entered-in-error":
+        return False
+    return _counts_by_row(item, rows)
+
+
+# Kinds whose status is not read from their status rows alone.
+_STATUS_RULES: dict[str, Callable[[Item, bool, Mapping[str, StatusRow]], bool]] = {
+    "condition": _condition_counts,
+    "draft-order": _draft_counts,
+    "document": _document_counts,
+}
+_OBSERVATION_ROWS = status_rows("observation", current=False)
 
 
 def _concept_in(concept: Any, valueset: Any) -> bool:

@@ -9,27 +9,56 @@ malformed one is skipped and counted, never fatal, and nothing is validated up f
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cds.engine.record_guard import belongs_to
 from cds.kb.code_systems import ICD10CM, LOINC, RXNORM, SNOMED
-from cds.kb.fact_kinds import KINDS
+from cds.kb.fact_kinds import KIND_OF_TYPE, KINDS, resource_date
 from cds.kb.terminology import CodeIndex, CompiledValueSet, canonical_system, normalize_code
-from cds.protocol.fhir_dates import parse_fhir_datetime, resource_date
+from cds.protocol.fhir_dates import parse_fhir_datetime
 
 __all__ = [
-    "ABSENCE_KINDS",
-    "KINDS",
     "Item",
     "PatientRecord",
+    "Reader",
     "Unclassified",
     "referenced_medication",
+    "register_reader",
 ]
 
-_KIND_OF_TYPE = {rtype: kind for kind, types in KINDS.items() for rtype in types}
+# The concepts (CodeableConcepts) of a resource that hold its codes, given the Medications at
+# hand (a medicationReference is read through them).
+Concepts = Callable[[dict[str, Any], Mapping[str, dict[str, Any]]], list[Any]]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How the record reads one fact kind's resources: the code extraction of its kind
+    (:class:`cds.kb.fact_kinds.FactKind` names the elements), and the one code system a
+    resource of the kind must carry to be classified (None: any system a value set uses)."""
+
+    concepts: Concepts
+    classified_by: str | None = None
+
+
+def _coded(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[Any]:
+    return [resource.get("code")]
+
+
+# Fact kind -> its reader; a kind with none is read by ``code``.
+READERS: dict[str, Reader] = {}
+_DEFAULT_READER = Reader(_coded)
+
+
+def register_reader(kind: str, reader: Reader) -> Reader:
+    """Register how resources of ``kind`` (a registered fact kind) are read."""
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not a registered fact kind (cds.kb.fact_kinds)")
+    READERS[kind] = reader
+    return reader
 
 
 _UNREAD: Any = object()
@@ -82,11 +111,6 @@ class Unclassified:
         return f"{self.rtype}/{self.id or '(no id)'} '{shown}'"
 
 
-# Kinds whose absence rules claim ("no bone-modifying agent on record"), and the resources of
-# which are kept when they carry no code the service can classify.
-ABSENCE_KINDS = frozenset({"medication", "procedure", "document", "service-request"})
-
-
 @dataclass
 class PatientRecord:
     """The indexed record. Build with :meth:`build`; query with :meth:`find`."""
@@ -109,7 +133,8 @@ class PatientRecord:
     _index: CodeIndex | None = None
     _whole_kinds: Collection[str] = ()
     unread: int = 0  # resources left out that way
-    # kind -> resources of ABSENCE_KINDS with no classifiable code (see Unclassified)
+    # kind -> resources of kinds whose absence rules claim (FactKind.absence_claimed) that carry
+    # no classifiable code (see Unclassified)
     unclassified: dict[str, list[Unclassified]] = field(default_factory=dict)
 
     @classmethod
@@ -147,7 +172,7 @@ class PatientRecord:
             elif rtype == "Medication":
                 if isinstance(resource.get("id"), str):
                     medications[resource["id"]] = resource
-            elif rtype in _KIND_OF_TYPE:
+            elif rtype in KIND_OF_TYPE:
                 if patient_id and not belongs_to(resource, patient_id):
                     record.skipped += 1
                     continue
@@ -162,7 +187,7 @@ class PatientRecord:
             else:
                 drafts.append(resource)
         for resource in pending:
-            record._add(_KIND_OF_TYPE[resource["resourceType"]], resource, medications, ingredients)
+            record._add(KIND_OF_TYPE[resource["resourceType"]], resource, medications, ingredients)
         for resource in drafts:
             record._add("draft-order", resource, medications, ingredients)
         return record
@@ -174,11 +199,13 @@ class PatientRecord:
         medications: Mapping[str, dict[str, Any]],
         ingredients: Mapping[str, tuple[str, ...]],
     ) -> None:
+        reader = READERS.get(kind, _DEFAULT_READER)
         try:
-            codings = _codings_of(resource, medications)
+            codings = _codings_of(reader.concepts(resource, medications))
         except (AttributeError, TypeError):
             self.skipped += 1
             return
+        claimed = KINDS[kind].absence_claimed
         index = self._index
         if index is not None and kind not in self._whole_kinds:
             known = index.known
@@ -192,12 +219,12 @@ class PatientRecord:
                 ):
                     break
             else:  # no code of it is in any value set: no rule can find it
-                if kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+                if claimed and not _classifiable(reader, codings, index):
                     self._keep_unclassified(kind, resource, medications)
                 self.unread += 1
                 return
             # (a code in a value set is a classifiable code: nothing to keep)
-        elif kind in ABSENCE_KINDS and not _classifiable(kind, codings, index):
+        elif claimed and not _classifiable(reader, codings, index):
             self._keep_unclassified(kind, resource, medications)
         rid = resource.get("id")
         item = Item(
@@ -234,7 +261,8 @@ class PatientRecord:
         self, kind: str, resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
     ) -> None:
         rid = resource.get("id")
-        words = " ".join(_words_of(resource, medications)).lower()
+        concepts = READERS.get(kind, _DEFAULT_READER).concepts(resource, medications)
+        words = " ".join(_words_of(resource, concepts)).lower()
         self.unclassified.setdefault(kind, []).append(
             Unclassified(
                 resource=resource,
@@ -332,24 +360,43 @@ def _common_keys(
     return index.keys() & codes
 
 
-def _concepts_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[Any]:
-    rtype = resource["resourceType"]
-    if rtype in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-        concept = resource.get("medicationCodeableConcept")
-        if concept is not None:
-            return [concept]
-        return _medication_concepts(referenced_medication(resource, medications))
-    if rtype == "ImagingStudy":  # what was done (procedureCode) and how (modality Codings)
-        codes = resource.get("procedureCode")
-        modality = resource.get("modality")
-        return [
-            *(codes if isinstance(codes, list) else []),
-            {"coding": modality} if isinstance(modality, list) else None,
-        ]
-    if rtype == "DocumentReference":
-        category = resource.get("category")
-        return [resource.get("type"), *(category if isinstance(category, list) else [category])]
-    return [resource.get("code")]
+def _medication_concepts_of(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> list[Any]:
+    concept = resource.get("medicationCodeableConcept")
+    if concept is not None:
+        return [concept]
+    return _medication_concepts(referenced_medication(resource, medications))
+
+
+def _imaging_concepts(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> list[Any]:
+    if resource["resourceType"] != "ImagingStudy":
+        return [resource.get("code")]
+    # what was done (procedureCode) and how (modality Codings)
+    codes = resource.get("procedureCode")
+    modality = resource.get("modality")
+    return [
+        *(codes if isinstance(codes, list) else []),
+        {"coding": modality} if isinstance(modality, list) else None,
+    ]
+
+
+def _document_concepts(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> list[Any]:
+    category = resource.get("category")
+    return [resource.get("type"), *(category if isinstance(category, list) else [category])]
+
+
+def _draft_concepts(
+    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
+) -> list[Any]:
+    """A draft order is of any type, read as a resource of that type is on the record."""
+    kind = KIND_OF_TYPE.get(resource["resourceType"])
+    reader = READERS.get(kind, _DEFAULT_READER) if kind is not None else _DEFAULT_READER
+    return reader.concepts(resource, medications)
 
 
 def referenced_medication(
@@ -388,36 +435,23 @@ def _listed(value: Any) -> list[Any]:
 # Systems whose codes the service classifies when no index says which (a record built without
 # the knowledge's code index, as some tests and tools do).
 _DEFAULT_SYSTEMS = frozenset({SNOMED, LOINC, ICD10CM, RXNORM})
-_SYSTEMS_OF_INDEX: dict[int, tuple[CodeIndex, frozenset[str]]] = {}
 
 
-def _known_systems(index: CodeIndex | None) -> frozenset[str]:
-    """The code systems some value set uses: a code in another system cannot be classified."""
-    if index is None:
-        return _DEFAULT_SYSTEMS
-    entry = _SYSTEMS_OF_INDEX.get(id(index))
-    if entry is None or entry[0] is not index:
-        if len(_SYSTEMS_OF_INDEX) > 64:
-            _SYSTEMS_OF_INDEX.clear()
-        entry = (index, frozenset(system for system, _ in index.known))
-        _SYSTEMS_OF_INDEX[id(index)] = entry
-    return entry[1]
-
-
-def _classifiable(kind: str, codings: list[tuple[str, str, str]], index: CodeIndex | None) -> bool:
+def _classifiable(
+    reader: Reader, codings: list[tuple[str, str, str]], index: CodeIndex | None
+) -> bool:
     """Whether the service can tell what this resource is from its codes. A medicine needs an
-    RxNorm code (products map to ingredients); anything else a code in a system some value set
-    uses. Text, local codes and NDCs alone cannot be classified."""
-    if kind == "medication":
-        return any(system == RXNORM for system, _, _ in codings)
-    systems = _known_systems(index)
+    RxNorm code (products map to ingredients: its reader says so); anything else a code in a
+    system some value set uses. Text, local codes and NDCs alone cannot be classified."""
+    if reader.classified_by is not None:
+        return any(system == reader.classified_by for system, _, _ in codings)
+    systems = _DEFAULT_SYSTEMS if index is None else index.systems
     return any(system in systems for system, _, _ in codings)
 
 
-def _words_of(resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]) -> list[str]:
+def _words_of(resource: dict[str, Any], concepts: list[Any]) -> list[str]:
     """Every text and display a resource (and a Medication it references) gives itself."""
     words: list[str] = []
-    concepts = _concepts_of(resource, medications)
     reference = resource.get("medicationReference")
     if isinstance(reference, dict) and isinstance(reference.get("display"), str):
         words.append(reference["display"])
@@ -455,11 +489,9 @@ def _normalized(system: Any, code: Any) -> tuple[str, str] | None:
     return result
 
 
-def _codings_of(
-    resource: dict[str, Any], medications: Mapping[str, dict[str, Any]]
-) -> list[tuple[str, str, str]]:
+def _codings_of(concepts: list[Any]) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
-    for concept in _concepts_of(resource, medications):
+    for concept in concepts:
         if not isinstance(concept, dict):
             continue
         for coding in concept.get("coding") or ():
@@ -473,3 +505,9 @@ def _codings_of(
             text = display if isinstance(display, str) else concept.get("text")
             out.append((system, code, text[:200] if isinstance(text, str) else ""))
     return out
+
+
+register_reader("medication", Reader(_medication_concepts_of, classified_by=RXNORM))
+register_reader("imaging", Reader(_imaging_concepts))
+register_reader("document", Reader(_document_concepts))
+register_reader("draft-order", Reader(_draft_concepts))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cds.errors import BadRequest
-from cds.kb.fact_kinds import RECORD_TYPES
+from cds.kb.fact_kinds import KIND_OF_TYPE
 
 __all__ = ["NotR4", "WrongPatient", "belongs_to", "check_record", "version_problem"]
 
@@ -164,7 +164,7 @@ def check_record(resources: Iterable[Any], patient_id: str, *, where: str) -> No
                     f"Patient/{pid} in {where} is not context.patientId ({patient_id})",
                     expression=["Patient.id"],
                 )
-        elif rtype in _SUBJECT_KINDS:
+        elif rtype in KIND_OF_TYPE or rtype == "Encounter":  # the resources naming their patient
             field = _SUBJECT_FIELD.get(rtype, "subject")
             subject = resource.get(field)
             reference = subject.get("reference") if type(subject) is dict else None
@@ -176,6 +176,3 @@ def check_record(resources: Iterable[Any], patient_id: str, *, where: str) -> No
                     f"context.patientId ({patient_id})",
                     expression=[f"{rtype}.{field}"],
                 )
-
-
-_SUBJECT_KINDS = RECORD_TYPES | {"Encounter"}  # the resources that name their patient

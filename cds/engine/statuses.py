@@ -1,6 +1,7 @@
 """Which status values make a resource count as a fact: one table, per fact kind.
 
-The engine reads its status filters from :data:`TABLE`, and ``docs/record-reading.md`` shows
+The engine reads its status filters from :func:`table`, the rows the fact kinds declare
+(:mod:`cds.kb.fact_kinds`), and ``docs/record-reading.md`` shows
 the same table (:func:`markdown`; a test keeps the two equal). Codes are R4's required value
 sets; a status outside a row's codes does not count (so an STU3 or R5 code is never taken for
 an R4 one). Where a row says "absent counts", a resource without that element counts.
@@ -14,177 +15,20 @@ should act on a suspicion would have to say so in its logic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from cds.kb.fact_kinds import KINDS, StatusRow
 
-__all__ = ["TABLE", "StatusRow", "counts", "markdown", "row"]
-
-
-@dataclass(frozen=True)
-class StatusRow:
-    kind: str  # the fact kind (cds.kb.logic.FACT_KINDS)
-    resource: str  # the resource type
-    element: str  # the element read
-    query: str  # the queries the row applies to: "any" or "current" (status: current/active)
-    codes: frozenset[str]  # the values that count
-    absent_counts: bool  # whether a resource without the element counts
-    why: str
+__all__ = ["StatusRow", "counts", "markdown", "row", "table"]
 
 
-def _codes(*codes: str) -> frozenset[str]:
-    return frozenset(codes)
-
-
-TABLE: tuple[StatusRow, ...] = (
-    StatusRow(
-        "condition",
-        "Condition",
-        "verificationStatus",
-        "any",
-        _codes("confirmed"),
-        True,
-        "known disease; provisional, differential, unconfirmed are suspicions, "
-        "refuted and entered-in-error are not facts",
-    ),
-    StatusRow(
-        "condition",
-        "Condition",
-        "clinicalStatus",
-        "current",
-        _codes("active", "recurrence", "relapse"),
-        True,
-        "absent counts only without an abatement[x]",
-    ),
-    StatusRow(
-        "observation",
-        "Observation",
-        "status",
-        "any",
-        _codes("final", "amended", "corrected"),
-        False,
-        "a result, not a preliminary or cancelled one",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationRequest",
-        "status",
-        "any",
-        _codes("active", "on-hold", "completed", "stopped", "unknown"),
-        False,
-        "ordered at some time (not draft, cancelled or entered-in-error)",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationRequest",
-        "status",
-        "current",
-        _codes("active", "on-hold"),
-        False,
-        "a current order",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationStatement",
-        "status",
-        "any",
-        _codes("active", "completed", "intended", "stopped", "on-hold", "unknown"),
-        False,
-        "taken at some time (not not-taken or entered-in-error)",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationStatement",
-        "status",
-        "current",
-        _codes("active", "intended", "on-hold"),
-        False,
-        "being taken",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationAdministration",
-        "status",
-        "any",
-        _codes("in-progress", "on-hold", "completed", "stopped", "unknown"),
-        False,
-        "given at some time (not not-done or entered-in-error)",
-    ),
-    StatusRow(
-        "medication",
-        "MedicationAdministration",
-        "status",
-        "current",
-        _codes("in-progress", "on-hold"),
-        False,
-        "being given",
-    ),
-    StatusRow(
-        "procedure",
-        "Procedure",
-        "status",
-        "any",
-        _codes("completed", "in-progress"),
-        False,
-        "done or being done",
-    ),
-    StatusRow(
-        "document",
-        "DocumentReference",
-        "status",
-        "any",
-        _codes("current"),
-        True,
-        "and docStatus is not entered-in-error",
-    ),
-    StatusRow(
-        "research-subject",
-        "ResearchSubject",
-        "status",
-        "any",
-        _codes(
-            "on-study",
-            "on-study-intervention",
-            "on-study-observation",
-            "follow-up",
-            "pending-on-study",
-        ),
-        False,
-        "taking part in a study",
-    ),
-    StatusRow(
-        "service-request",
-        "ServiceRequest",
-        "status",
-        "any",
-        _codes("active", "completed", "on-hold"),
-        False,
-        "requested (not draft, revoked or entered-in-error)",
-    ),
-    StatusRow(
-        "imaging",
-        "DiagnosticReport",
-        "status",
-        "any",
-        _codes("final", "amended", "corrected", "appended"),
-        False,
-        "a report that was issued (not registered, partial, preliminary or cancelled)",
-    ),
-    StatusRow(
-        "imaging",
-        "ImagingStudy",
-        "status",
-        "any",
-        _codes("available"),
-        False,
-        "a study whose images exist (not registered, cancelled or entered-in-error)",
-    ),
-)
-
-_ROWS = {(r.resource, r.element, r.query): r for r in TABLE}
+def table() -> tuple[StatusRow, ...]:
+    """Every kind's status rows, in the registry's order."""
+    return tuple(r for kind in KINDS.values() for r in kind.statuses)
 
 
 def row(resource: str, element: str, query: str = "any") -> StatusRow:
     """The row for ``resource.element`` under ``query`` ("current" falls back to "any")."""
-    found = _ROWS.get((resource, element, query)) or _ROWS.get((resource, element, "any"))
+    rows = {(r.resource, r.element, r.query): r for r in table()}
+    found = rows.get((resource, element, query)) or rows.get((resource, element, "any"))
     if found is None:
         raise KeyError(f"no status row for {resource}.{element}")
     return found
@@ -203,7 +47,7 @@ def markdown() -> str:
         "| fact kind | resource | element | query | counts | absent counts | why |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in TABLE:
+    for r in table():
         codes = ", ".join(sorted(r.codes))
         absent = "yes" if r.absent_counts else "no"
         lines.append(

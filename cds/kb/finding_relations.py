@@ -8,9 +8,9 @@ hook whose triggers can rest on the same code and that declare none of them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from cds.kb.logic import Node
+from cds.kb.logic import Node, walk
 from cds.kb.schemas import Finding, Rule
 from cds.kb.terminology import CompiledValueSet
 
@@ -28,22 +28,20 @@ POPULATION_DEFINITIONS = frozenset(
 )
 
 
-def _positive_valuesets(node: Node, definitions: Mapping[str, Node], seen: set[str]) -> set[str]:
-    """Value sets whose codes can make ``node`` hold: negations and population definitions
-    are left out (an absence or the patient's cancer is not a finding)."""
+def _positive_valuesets(nodes: Iterable[Node], definitions: Mapping[str, Node]) -> set[str]:
+    """Value sets whose codes can make ``nodes`` hold: negations and population definitions
+    are left out (an absence or the patient's cancer is not a finding), and so are anchors."""
     out: set[str] = set()
-    if node.not_ is not None:
-        return out
-    if node.ref is not None:
-        if node.ref in POPULATION_DEFINITIONS or node.ref in seen or node.ref not in definitions:
-            return out
-        seen.add(node.ref)
-        return _positive_valuesets(definitions[node.ref], definitions, seen)
-    fact = node.fact()
-    if fact is not None:
-        return set(fact[1].valuesets())
-    for child in (*(node.all_ or ()), *(node.any_ or ())):
-        out |= _positive_valuesets(child, definitions, seen)
+    for node in walk(
+        nodes,
+        definitions,
+        anchors=False,
+        negations=False,
+        enter=lambda name: name not in POPULATION_DEFINITIONS,
+    ):
+        fact = node.fact()
+        if fact is not None:
+            out.update(fact[1].valuesets())
     return out
 
 
@@ -52,10 +50,9 @@ def trigger_codes(
 ) -> frozenset[tuple[str, str]]:
     """The (system, code or ICD-10-CM family) keys a record can match to fire ``rule``."""
     keys: set[tuple[str, str]] = set()
-    for node in rule.logic.inclusion:
-        for vs in _positive_valuesets(node, definitions, set()):
-            if vs in valuesets:
-                keys |= valuesets[vs].keys()
+    for vs in _positive_valuesets(rule.logic.inclusion, definitions):
+        if vs in valuesets:
+            keys |= valuesets[vs].keys()
     return frozenset(keys)
 
 

@@ -8,7 +8,7 @@ Validation is total: every problem is collected (file and field named) and raise
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,19 @@ from pydantic import BaseModel, ValidationError
 from cds.errors import KnowledgeError
 from cds.kb.card_parts import CardParts, compile_card_parts
 from cds.kb.code_systems import SNOMED, SYSTEM_SHORTHANDS
+from cds.kb.fact_kinds import KINDS
 from cds.kb.finding_relations import overlap_problems
-from cds.kb.logic import Node
+from cds.kb.logic import Node, walk
+from cds.kb.plans import Program, compile_program
 from cds.kb.prefetch_plan import PrefetchPlan, plan_prefetch
-from cds.kb.rule_gates import Gate, rule_gates
+from cds.kb.rule_gates import Gate
 from cds.kb.schemas import (
     CardTemplate,
     Case,
     Definition,
     EducationPage,
     Finding,
+    Logic,
     OverrideReasonSpec,
     Rule,
     ServiceSpec,
@@ -40,7 +43,7 @@ from cds.kb.terminology import CodeIndex, CompiledValueSet, canonical_system, no
 from cds.protocol.wire import HOOKS
 from cds.strict_yaml import load_yaml_text
 
-__all__ = ["Knowledge", "Service", "load_knowledge"]
+__all__ = ["Knowledge", "Service", "load_knowledge", "reset_probes"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,21 @@ class Service:
     spec: ServiceSpec
     rules: tuple[Rule, ...]
     prefetch: PrefetchPlan
+
+
+def reset_probes(rule: Rule) -> tuple[Rule, ...]:
+    """One rule per ``repeat_resets_on`` definition of ``rule``, firing when that definition
+    holds: what :mod:`cds.call.repeat_limits` evaluates to add those facts to a card's
+    fingerprint."""
+    return tuple(
+        rule.model_copy(
+            update={
+                "id": f"{rule.id}-resets-{name}",
+                "logic": Logic(inclusion=(Node.model_validate({"ref": name}),)),
+            }
+        )
+        for name in rule.repeat_resets_on
+    )
 
 
 @dataclass(frozen=True)
@@ -80,19 +98,38 @@ class Knowledge:
     kinds_read_whole: frozenset[str] = field(init=False, repr=False, compare=False)
     # Rule id -> codes the rule cannot fire without (see cds.kb.rule_gates).
     rule_gates: dict[str, tuple[Gate, ...]] = field(init=False, repr=False, compare=False)
+    # Every rule and definition compiled to the plans the engine runs (see cds.kb.plans).
+    program: Program = field(init=False, repr=False, compare=False)
+    # rule id -> one probe rule per repeat_resets_on definition (cds.call.repeat_limits), and
+    # every rule the program holds a plan for (the rules and these probes), by id.
+    reset_probes: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    compiled_rules: dict[str, Rule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_index", CodeIndex.of(self.valuesets.values()))
         roots = [n for r in self.rules.values() for n in (*r.logic.inclusion, *r.logic.exclusion)]
         whole = {
             fact[0]
-            for root in [*roots, *self.definitions.values()]
-            for node in iter_nodes(root)
+            for node in walk([*roots, *self.definitions.values()])
             if (fact := node.fact()) is not None and fact[1].valueset is None
         }
         object.__setattr__(self, "kinds_read_whole", frozenset(whole))
-        gates = {rule.id: rule_gates(rule, self.definitions) for rule in self.rules.values()}
+        probes = {r.id: reset_probes(r) for r in self.rules.values() if r.repeat_resets_on}
+        object.__setattr__(self, "reset_probes", probes)
+        compiled = {**self.rules, **{p.id: p for group in probes.values() for p in group}}
+        object.__setattr__(self, "compiled_rules", compiled)
+        program = compile_program(compiled, self.definitions, self.definition_docs, self.valuesets)
+        object.__setattr__(self, "program", program)
+        gates = {rule_id: plan.gates for rule_id, plan in program.rules.items()}
         object.__setattr__(self, "rule_gates", gates)
+
+    def reset_probes_of(self, rule: Rule) -> tuple[Rule, ...]:
+        """The probes of ``rule``: kept from load for the knowledge's own rules, made now for
+        another (a test's)."""
+        kept = self.reset_probes.get(rule.id)
+        if kept is not None and self.rules.get(rule.id) is rule:
+            return kept
+        return reset_probes(rule)
 
     def services_for(self, hook: str) -> list[Service]:
         return [s for s in self.services.values() if s.spec.hook == hook]
@@ -101,20 +138,13 @@ class Knowledge:
         """(value set ids, definition names) that ``rules`` reach, through definitions,
         anchors, value tests, components and value set includes."""
         valuesets: set[str] = set()
-        reached: set[str] = set()
-        stack: list[Node] = [n for r in rules for n in (*r.logic.inclusion, *r.logic.exclusion)]
-        while stack:
-            for node in iter_nodes(stack.pop()):
-                names = [node.ref] if node.ref else []
-                fact = node.fact()
-                if fact is not None:
-                    query = fact[1]
-                    names += [a.name for a in (query.after, query.before) if a is not None]
-                    valuesets.update(query.valuesets())
-                for name in names:
-                    if name not in reached and name in self.definitions:
-                        reached.add(name)
-                        stack.append(self.definitions[name])
+        entered: list[str] = []
+        roots = [n for r in rules for n in (*r.logic.inclusion, *r.logic.exclusion)]
+        for node in walk(roots, self.definitions, reached=entered):
+            fact = node.fact()
+            if fact is not None:
+                valuesets.update(fact[1].valuesets())
+        reached = set(entered)
         pending = list(valuesets)
         while pending:
             vs_file = self.valueset_files.get(pending.pop())
@@ -574,19 +604,10 @@ def _load_cases(folder: Path, problems: _Problems) -> dict[str, tuple[Case, ...]
     return out
 
 
-def iter_nodes(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children():
-        yield from iter_nodes(child)
-
-
-_STATUS_KINDS = ("condition", "medication")
-
-
 def _depends_on(node: Node) -> list[str]:
     """Definitions a node needs: the ones it references and the ones its anchors name."""
     names: list[str] = []
-    for sub in iter_nodes(node):
+    for sub in walk([node]):
         if sub.ref is not None:
             names.append(sub.ref)
         fact = sub.fact()
@@ -634,21 +655,24 @@ def _check_references(
     education_dir: Path,
 ) -> None:
     headings = {s.heading for s in source.sections} if source else set()
+    status_kinds = " and ".join(k.name for k in KINDS.values() if k.takes_status)
+    value_kinds = " and ".join(f"{k.name}s" for k in KINDS.values() if k.value_tests)
 
     def check_node(path: Path, where: str, node: Node) -> None:
-        for sub in iter_nodes(node):
+        for sub in walk([node]):
             if sub.ref is not None and sub.ref not in definitions:
                 problems.add(path, f"{where}: unknown definition {sub.ref!r}")
             fact = sub.fact()
             if fact is None:
                 continue
             kind, query = fact
-            if query.valueset is None and kind not in ("research-subject",):
+            spec = KINDS[kind]
+            if query.valueset is None and spec.needs_valueset:
                 problems.add(path, f"{where}: a {kind} fact needs a valueset")
-            if query.status is not None and kind not in _STATUS_KINDS:
+            if query.status is not None and not spec.takes_status:
                 problems.add(
                     path,
-                    f"{where}.{kind}.status: only condition and medication facts take a status "
+                    f"{where}.{kind}.status: only {status_kinds} facts take a status "
                     "(other kinds always apply their fixed filter)",
                 )
             for vs in query.valuesets():
@@ -659,11 +683,11 @@ def _check_references(
                     problems.add(path, f"{where}: anchor names unknown definition {anchor.name!r}")
             if (
                 query.value or query.interpretation or query.component_tests() or query.trend
-            ) and kind != "observation":
+            ) and not spec.value_tests:
                 problems.add(
                     path,
                     f"{where}: value, interpretation, component and trend "
-                    "apply to observations only",
+                    f"apply to {value_kinds} only",
                 )
 
     defs_path = knowledge_dir / "definitions.yaml"

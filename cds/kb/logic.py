@@ -5,18 +5,34 @@ nodes of which none may hold. A node is exactly one of:
 
 - ``all: [nodes]`` / ``any: [nodes]`` / ``not: node``
 - ``ref: <definition>``: a named node from ``knowledge/definitions.yaml``
-- a fact about the record: ``condition``, ``observation``, ``medication``, ``procedure``,
-  ``document``, ``research-subject``, ``service-request``, ``draft-order``, ``imaging``
-  (a DiagnosticReport or an ImagingStudy) (a :class:`FactQuery`)
+- a fact about the record, keyed by its kind: ``condition``, ``observation``, ``medication``,
+  ``procedure``, ``document``, ``research-subject``, ``service-request``, ``draft-order``,
+  ``imaging`` (a DiagnosticReport or an ImagingStudy), or any other kind registered in
+  :mod:`cds.kb.fact_kinds` (a :class:`FactQuery`)
 - ``patient``: age, sex, deceased (a :class:`PatientQuery`)
+
+:func:`walk` is the one traversal of this logic: through ``all``/``any``/``not``, into named
+definitions (``ref``) and the definitions anchors name, each definition once.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from cds.kb.fact_kinds import KINDS
 from cds.protocol.fhir_dates import parse_duration
 
 __all__ = [
@@ -28,19 +44,8 @@ __all__ = [
     "PatientQuery",
     "TrendTest",
     "ValueTest",
+    "walk",
 ]
-
-FACT_KINDS = (
-    "condition",
-    "observation",
-    "medication",
-    "procedure",
-    "document",
-    "research-subject",
-    "service-request",
-    "draft-order",
-    "imaging",
-)
 
 
 # The value set an albumin-corrected calcium test reads its albumin from.
@@ -179,39 +184,76 @@ class PatientQuery(_Schema):
     deceased: bool | None = None
 
 
+_NODE_KEYS = frozenset({"all", "any", "not", "ref", "patient", "all_", "any_", "not_"})
+
+
 class Node(_Schema):
-    """One node of rule logic; exactly one field is set (see the module docstring)."""
+    """One node of rule logic; exactly one field is set (see the module docstring).
+
+    A fact is kept under its kind's name as the model's one extra field, so that a kind added
+    to :mod:`cds.kb.fact_kinds` needs no field here."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    __pydantic_extra__: dict[str, FactQuery] = Field(init=False)
 
     all_: tuple[Node, ...] | None = Field(None, alias="all")
     any_: tuple[Node, ...] | None = Field(None, alias="any")
     not_: Node | None = Field(None, alias="not")
     ref: str | None = None
-    condition: FactQuery | None = None
-    observation: FactQuery | None = None
-    medication: FactQuery | None = None
-    procedure: FactQuery | None = None
-    document: FactQuery | None = None
-    research_subject: FactQuery | None = Field(None, alias="research-subject")
-    service_request: FactQuery | None = Field(None, alias="service-request")
-    draft_order: FactQuery | None = Field(None, alias="draft-order")
-    imaging: FactQuery | None = None
     patient: PatientQuery | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in _NODE_KEYS and k not in KINDS]
+            if unknown:
+                raise ValueError(
+                    f"Extra inputs are not permitted: {', '.join(map(repr, unknown))} is "
+                    f"neither a logic operator nor a fact kind ({', '.join(KINDS)})"
+                )
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Node:
-        set_fields = [name for name in self.model_fields_set if getattr(self, name) is not None]
+        set_fields = [
+            name for name in self.model_fields_set if getattr(self, name, None) is not None
+        ]
+        set_fields += [kind for kind in self.__pydantic_extra__ if kind not in set_fields]
         if len(set_fields) != 1:
             raise ValueError(
                 "a logic node has exactly one of all, any, not, ref, patient or a fact kind "
-                f"({', '.join(FACT_KINDS)}); got {sorted(set_fields) or 'none'}"
+                f"({', '.join(KINDS)}); got {sorted(set_fields) or 'none'}"
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """Every registered kind is a key of the full dump, None when unset, as when each was
+        a field of its own (the review hash of a rule is taken over this dump)."""
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        alias = bool(info.by_alias)
+        out: dict[str, Any] = {}
+        for key in ("all", "any", "not", "ref") if alias else ("all_", "any_", "not_", "ref"):
+            if key in data:
+                out[key] = data[key]
+        full = not (info.exclude_none or info.exclude_defaults)
+        for kind in KINDS:
+            spelled = kind if alias else kind.replace("-", "_")
+            if kind in data:
+                out[spelled] = data[kind]
+            elif full:
+                out[spelled] = None
+        if "patient" in data:
+            out["patient"] = data["patient"]
+        return out
+
     def fact(self) -> tuple[str, FactQuery] | None:
-        for kind in FACT_KINDS:
-            query = getattr(self, kind.replace("-", "_"))
-            if query is not None:
-                return kind, query
+        """(kind, query) when the node is a fact, else None."""
+        for item in self.__pydantic_extra__.items():
+            return item
         return None
 
     def children(self) -> tuple[Node, ...]:
@@ -225,4 +267,58 @@ class Node(_Schema):
 
     def describe(self) -> dict[str, Any]:
         """The node as plain data in its YAML spelling (for pages and exports)."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+        data: dict[str, Any] = self.model_dump(
+            by_alias=True, exclude_none=True, exclude_defaults=True
+        )
+        return data
+
+
+def walk(
+    roots: Iterable[Node],
+    definitions: Mapping[str, Node] | None = None,
+    *,
+    anchors: bool = True,
+    negations: bool = True,
+    enter: Callable[[str], bool] | None = None,
+    reached: list[str] | None = None,
+    breadth_first: bool = False,
+) -> Iterator[Node]:
+    """Every node under ``roots``, depth first in the order written (or ``breadth_first``),
+    each definition once.
+
+    With ``definitions``, a ``ref`` is followed into the definition it names, and (with
+    ``anchors``) so is the definition a fact's ``after``/``before`` anchor names; a name that
+    is not defined, or already entered, is not entered again (so a cycle ends). ``negations``
+    False leaves out what is under a ``not``; ``enter`` may refuse a definition by name.
+    ``reached`` collects the names of the definitions entered, in the order entered.
+    """
+    entered: set[str] = set()
+    pending: deque[Node] = deque(roots)
+    take = pending.popleft if breadth_first else pending.pop
+    if not breadth_first:
+        pending.reverse()
+    while pending:
+        node = take()
+        yield node
+        if node.not_ is not None and not negations:
+            continue
+        follow: list[str] = []
+        if definitions is not None:
+            if node.ref is not None:
+                follow.append(node.ref)
+            elif anchors:
+                fact = node.fact()
+                if fact is not None:
+                    query = fact[1]
+                    follow += [a.name for a in (query.after, query.before) if a is not None]
+        pushed: list[Node] = list(node.children())
+        for name in follow:
+            if name in entered or definitions is None or name not in definitions:
+                continue
+            if enter is not None and not enter(name):
+                continue
+            entered.add(name)
+            if reached is not None:
+                reached.append(name)
+            pushed.append(definitions[name])
+        pending.extend(pushed if breadth_first else reversed(pushed))

@@ -9,24 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from cds.kb.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest
+from cds.kb.fact_kinds import KINDS
+from cds.kb.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest, walk
 from cds.kb.schemas import Definition, Rule
 
 __all__ = ["describe_duration", "describe_node", "describe_rule"]
 
 _DURATION_PARTS = re.compile(r"(\d+)([YMWD])")
 _UNITS = {"Y": "year", "M": "month", "W": "week", "D": "day"}
-_KIND_TEXT = {
-    "condition": "a condition",
-    "observation": "an observation",
-    "medication": "a medication (requested, taken or given)",
-    "procedure": "a procedure",
-    "document": "a document",
-    "research-subject": "enrolment in a research study",
-    "service-request": "an order",
-    "draft-order": "a draft order being placed",
-    "imaging": "an imaging report or study",
-}
 _OPERATORS = (("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"))
 
 
@@ -61,12 +51,13 @@ def _anchor(anchor: Anchor, definitions: Mapping[str, Definition], relation: str
 
 
 def _fact(kind: str, query: FactQuery, definitions: Mapping[str, Definition]) -> str:
-    text = _KIND_TEXT.get(kind, kind)
+    spec = KINDS.get(kind)
+    text = spec.words if spec else kind
     if query.valueset:
         text += f" in value set {query.valueset}"
     filters = []
     if query.status in ("active", "current"):
-        filters.append("currently active" if kind == "condition" else "current")
+        filters.append(spec.current_words if spec else "current")
     if query.within:
         filters.append(f"dated in the last {describe_duration(query.within)}")
     if query.older_than:
@@ -132,18 +123,9 @@ def describe_node(node: Node, definitions: Mapping[str, Definition]) -> str:
 def _definitions_used(nodes: Iterable[Node], definitions: Mapping[str, Definition]) -> list[str]:
     """Names of the definitions ``nodes`` reach (refs and anchors), in first-use order."""
     found: list[str] = []
-    pending = list(nodes)
-    while pending:
-        node = pending.pop(0)
-        names = [node.ref] if node.ref else []
-        fact = node.fact()
-        if fact is not None:
-            names += [a.name for a in (fact[1].after, fact[1].before) if a is not None]
-        for name in names:
-            if name not in found and name in definitions:
-                found.append(name)
-                pending.append(definitions[name].logic)
-        pending.extend(node.children())
+    logic = {name: d.logic for name, d in definitions.items()}
+    for _ in walk(nodes, logic, reached=found, breadth_first=True):
+        pass
     return found
 
 

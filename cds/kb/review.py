@@ -48,8 +48,12 @@ def content_hash(knowledge: Knowledge, rule: Rule) -> str:
 
 
 def _content_hash(rule: Rule, template: CardTemplate | None) -> str:
-    data = rule.model_dump(mode="json", include=set(_REVIEWED_FIELDS), by_alias=True)
-    data["template"] = template.model_dump(mode="json") if template else None
+    # Unset fields are left out, so that a new optional field or a newly registered fact kind
+    # (cds.kb.fact_kinds) does not change the hash of rules that do not use it.
+    data = rule.model_dump(
+        mode="json", include=set(_REVIEWED_FIELDS), by_alias=True, exclude_none=True
+    )
+    data["template"] = template.model_dump(mode="json", exclude_none=True) if template else None
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

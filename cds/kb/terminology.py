@@ -99,6 +99,7 @@ class CodeIndex:
     exact: dict[_CodeKey, frozenset[str]]  # (system, code) -> value sets listing that code
     families: dict[_CodeKey, frozenset[str]]  # (system, prefix) -> value sets with that family
     known: frozenset[_CodeKey] = frozenset()  # every key of the two: "is this code in any?"
+    systems: frozenset[str] = frozenset()  # the code systems some value set uses
 
     @classmethod
     def of(cls, valuesets: Iterable[CompiledValueSet]) -> CodeIndex:
@@ -113,6 +114,7 @@ class CodeIndex:
             exact={k: frozenset(v) for k, v in exact.items()},
             families={k: frozenset(v) for k, v in families.items()},
             known=frozenset(exact) | frozenset(families),
+            systems=frozenset(system for system, _ in (*exact, *families)),
         )
 
     def knows(self, system: str, code: str) -> bool:

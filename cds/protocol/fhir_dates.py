@@ -8,11 +8,12 @@ as UTC). Garbage gives ``None``: a resource with an unreadable date simply has n
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["parse_duration", "parse_fhir_datetime", "resource_date"]
+__all__ = ["first_date", "parse_duration", "parse_fhir_datetime"]
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
@@ -69,36 +70,12 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(days=years * 365 + months * 30 + weeks * 7 + days)
 
 
-# Where each resource type keeps the date a rule's time window applies to, in order of preference.
-_DATE_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Condition": (("onsetDateTime",), ("onsetPeriod", "start"), ("recordedDate",)),
-    "Observation": (
-        ("effectiveDateTime",),
-        ("effectivePeriod", "start"),
-        ("effectiveInstant",),
-        ("issued",),
-    ),
-    "MedicationRequest": (("authoredOn",),),
-    "MedicationStatement": (
-        ("effectiveDateTime",),
-        ("effectivePeriod", "start"),
-        ("dateAsserted",),
-    ),
-    "MedicationAdministration": (("effectiveDateTime",), ("effectivePeriod", "start")),
-    "Procedure": (("performedDateTime",), ("performedPeriod", "start")),
-    "DocumentReference": (("date",), ("context", "period", "start")),
-    "ResearchSubject": (("period", "start"),),
-    "ServiceRequest": (("authoredOn",), ("occurrenceDateTime",)),
-    "DiagnosticReport": (("effectiveDateTime",), ("effectivePeriod", "start"), ("issued",)),
-    "ImagingStudy": (("started",),),
-    "Encounter": (("period", "start"),),
-    "CommunicationRequest": (("authoredOn",),),
-}
+def first_date(resource: dict[str, Any], paths: Iterable[tuple[str, ...]]) -> datetime | None:
+    """The first readable date along ``paths`` (element names, outermost first), or None.
 
-
-def resource_date(resource: dict[str, Any]) -> datetime | None:
-    """The clinically relevant date of a resource (onset, effective, performed, authored)."""
-    for path in _DATE_PATHS.get(str(resource.get("resourceType")), ()):
+    Which paths a resource type's date is read from is the fact kinds' business
+    (:func:`cds.kb.fact_kinds.resource_date`)."""
+    for path in paths:
         value: Any = resource
         for step in path:
             value = value.get(step) if isinstance(value, dict) else None

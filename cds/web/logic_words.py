@@ -8,11 +8,10 @@ a reviewer sees the whole rule on one page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cds.kb.loader import Knowledge
-from cds.kb.logic import Node
+from cds.kb.logic import Node, walk
 from cds.kb.logic_text import describe_node
 from cds.kb.schemas import Rule
 
@@ -66,41 +65,14 @@ def logic_phrases(knowledge: Knowledge, rule: Rule) -> tuple[list[Phrase], list[
     )
 
 
-def _valuesets_in(knowledge: Knowledge, node: Node, seen_refs: set[str]) -> Iterator[str]:
-    if node.ref is not None and node.ref not in seen_refs:
-        seen_refs.add(node.ref)
-        definition = knowledge.definitions.get(node.ref)
-        if definition is not None:
-            yield from _valuesets_in(knowledge, definition, seen_refs)
-    fact = node.fact()
-    if fact is not None:
-        query = fact[1]
-        for anchor in (query.after, query.before):
-            if anchor is not None and anchor.name in knowledge.definitions:
-                yield from _valuesets_in(
-                    knowledge, Node.model_validate({"ref": anchor.name}), seen_refs
-                )
-        for vs in (
-            query.valueset,
-            query.value.valueset if query.value else None,
-            query.component.valueset if query.component else None,
-            query.component.value.valueset if query.component and query.component.value else None,
-            query.body_site,
-        ):
-            if vs is not None:
-                yield vs
-    for child in node.children():
-        yield from _valuesets_in(knowledge, child, seen_refs)
-
-
 def valuesets_of_rule(knowledge: Knowledge, rule: Rule) -> list[str]:
     """Every value set the rule reads (through definitions and includes), in first-use order."""
-    seen_refs: set[str] = set()
     found: list[str] = []
     pending: list[str] = [
         vs
-        for node in (*rule.logic.inclusion, *rule.logic.exclusion)
-        for vs in _valuesets_in(knowledge, node, seen_refs)
+        for node in walk((*rule.logic.inclusion, *rule.logic.exclusion), knowledge.definitions)
+        if (fact := node.fact()) is not None
+        for vs in fact[1].valuesets()
     ]
     while pending:
         vs_id = pending.pop(0)

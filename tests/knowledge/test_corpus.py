@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cds.kb.loader import Knowledge, iter_nodes
-from cds.kb.logic import FactQuery, Node
+from cds.kb.loader import Knowledge
+from cds.kb.logic import FactQuery, Node, walk
 from cds.kb.schemas import Case, Rule
 from tests.conftest import REPO
 
@@ -40,19 +40,7 @@ def _active(knowledge: Knowledge) -> list[Rule]:
 
 def _reachable_nodes(knowledge: Knowledge, roots: tuple[Node, ...]) -> Iterator[Node]:
     """Every node a rule evaluates: its own, and those of definitions it references or anchors."""
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        for node in iter_nodes(stack.pop()):
-            yield node
-            names = [node.ref] if node.ref else []
-            fact = node.fact()
-            if fact is not None:
-                names += [a.name for a in (fact[1].after, fact[1].before) if a is not None]
-            for name in names:
-                if name not in seen and name in knowledge.definitions:
-                    seen.add(name)
-                    stack.append(knowledge.definitions[name])
+    return walk(roots, knowledge.definitions)
 
 
 def _rule_nodes(knowledge: Knowledge, rule: Rule) -> list[Node]:

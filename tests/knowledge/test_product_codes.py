@@ -21,7 +21,8 @@ import pytest
 
 from cds.call.rule_cases import run_case
 from cds.kb.code_systems import RXNORM
-from cds.kb.loader import Knowledge, iter_nodes
+from cds.kb.loader import Knowledge
+from cds.kb.logic import walk
 from cds.kb.schemas import Case, Rule
 from tests.conftest import shipped_knowledge
 
@@ -67,19 +68,10 @@ def _read_by(rule_id: str) -> frozenset[str]:
     knowledge = _knowledge()
     rule = knowledge.rules[rule_id]
     found: set[str] = set()
-    seen: set[str] = set()
-    stack = [*rule.logic.inclusion, *rule.logic.exclusion]
-    while stack:
-        for node in iter_nodes(stack.pop()):
-            fact = node.fact()
-            names = [node.ref] if node.ref else []
-            if fact is not None:
-                found.update(fact[1].valuesets())
-                names += [a.name for a in (fact[1].after, fact[1].before) if a is not None]
-            for name in names:
-                if name not in seen:
-                    seen.add(name)
-                    stack.append(knowledge.definitions[name])
+    for node in walk((*rule.logic.inclusion, *rule.logic.exclusion), knowledge.definitions):
+        fact = node.fact()
+        if fact is not None:
+            found.update(fact[1].valuesets())
     return frozenset(found)
 
 

@@ -104,6 +104,20 @@ def test_every_rule_reads_in_words_and_names_its_value_sets(knowledge: Knowledge
             assert vs_id in knowledge.valueset_files, (rule.id, vs_id)
 
 
+def test_a_rule_page_names_the_value_sets_of_every_component(knowledge: Knowledge) -> None:
+    """``components`` (several, on one observation) are read like ``component``: the BRCA rule
+    reaches them through a definition, and its page once left all four out."""
+    found = valuesets_of_rule(knowledge, knowledge.rules["brca-metastatic-without-parp-inhibitor"])
+    for vs_id in (
+        "gene-studied",
+        "brca-genes",
+        "variant-clinical-significance",
+        "variant-pathogenic",
+    ):
+        assert vs_id in found
+    assert len(found) == len(set(found))
+
+
 def test_bar_chart_scales_bars_to_a_round_maximum() -> None:
     chart = grouped_bar_chart(
         [("rule-a", [7, 3, 4]), ("rule-b", [2, 0, 2])], ("shown", "accepted", "overridden"), "d"

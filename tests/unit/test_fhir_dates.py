@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from cds.protocol.fhir_dates import parse_duration, parse_fhir_datetime, resource_date
+from cds.kb.fact_kinds import resource_date
+from cds.protocol.fhir_dates import parse_duration, parse_fhir_datetime
 
 
 @pytest.mark.parametrize(

@@ -144,8 +144,8 @@ def _status_matches(resource: Mapping[str, Any], tokens: Sequence[_Token]) -> bo
     return isinstance(status, str) and any(code == status for _, code in tokens)
 
 
-def _selects(rtype: str, name: str, value: str) -> bool:
-    """Whether ``name=value`` is evaluated here for ``rtype`` (otherwise it keeps everything)."""
+def _selects(rtype: str, name: str) -> bool:
+    """Whether ``name`` is evaluated here for ``rtype`` (otherwise it keeps every resource)."""
     if name in _KEPT or ":" in name or name.startswith("_"):
         return False
     return (name == "code" and rtype in _CODE_ELEMENT) or (
@@ -180,9 +180,7 @@ def answer_query(
     """The resources a FHIR server would return for ``query`` (a template or a rendered search)
     from ``by_type`` (one patient's resources by type): the matches, then what they include."""
     rtype, params = search_parameters(query)
-    selecting = [
-        (name, token_values(value)) for name, value in params if _selects(rtype, name, value)
-    ]
+    selecting = [(name, token_values(value)) for name, value in params if _selects(rtype, name)]
     matched = [
         resource
         for resource in by_type.get(rtype, ())

@@ -1,9 +1,10 @@
 """A tiny loopback FHIR server for the fallback workload: one patient, 20 ms per query.
 
 It answers reads (``Patient/<id>``) and searches (``<Type>?patient=<id>[&code=...]``) from a
-Bundle file, after an artificial delay that stands in for a real server's query time. It is a
-bare ASGI app that renders each distinct answer once, so that its own work (not ours) adds as
-little as possible to the delay.
+Bundle file, searched as offline requests are built (:mod:`cds.call.offline_search`), after an
+artificial delay that stands in for a real server's query time. It is a bare ASGI app that
+renders each distinct answer once, so that its own work (not ours) adds as little as possible
+to the delay.
 """
 
 from __future__ import annotations
@@ -13,25 +14,17 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from cds.call.offline_search import answer_query
+
 _HEADERS = [(b"content-type", b"application/fhir+json")]
 _NOT_FOUND = (
     b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}'
 )
-
-
-def _codes_of(resource: dict[str, Any]) -> set[str]:
-    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
-    return {
-        f"{coding.get('system')}|{coding.get('code')}"
-        for coding in concept.get("coding") or ()
-        if isinstance(coding, dict)
-    }
 
 
 class FhirServer:
@@ -47,16 +40,18 @@ class FhirServer:
         if len(parts) == 2:
             found = [r for r in self.by_type.get(parts[0], ()) if r.get("id") == parts[1]]
             return (200, orjson.dumps(found[0])) if found else (404, _NOT_FOUND)
-        matches = self.by_type.get(parts[0], [])
-        wanted = parse_qs(query.decode()).get("code")
-        if wanted:
-            codes = set(wanted[0].split(","))
-            matches = [r for r in matches if _codes_of(r) & codes]
+        matches = answer_query(f"{parts[0]}?{query.decode()}", self.by_type)
         bundle = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(matches),
-            "entry": [{"resource": r, "search": {"mode": "match"}} for r in matches],
+            "entry": [
+                {
+                    "resource": r,
+                    "search": {"mode": "match" if r["resourceType"] == parts[0] else "include"},
+                }
+                for r in matches
+            ],
         }
         return 200, orjson.dumps(bundle)
 

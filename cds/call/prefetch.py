@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from cds.errors import FhirServerError
 from cds.fhir.client import FhirClient
@@ -34,6 +34,7 @@ __all__ = [
     "missing_medications",
     "render_template",
     "resolve_prefetch",
+    "search_parameters",
     "split_prefetch_value",
 ]
 
@@ -93,6 +94,16 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
             return None
         rendered[index] = value
     return "".join(rendered)
+
+
+def search_parameters(query: str) -> tuple[str, list[tuple[str, str]]]:
+    """A query's path (``Observation``) and its (name, value) parameters, in order, decoded.
+
+    The one reading of a search's query string: a template, a rendered query or a URL. A
+    parameter may repeat (``_include`` twice), so pairs are returned, not a dict.
+    """
+    path, _, params = query.partition("?")
+    return path, parse_qsl(params, keep_blank_values=True)
 
 
 def split_prefetch_value(value: Any) -> tuple[str, list[Any], str | None]:

@@ -1,7 +1,9 @@
 """Build CDS Hooks requests from FHIR Bundles, for `cds evaluate`, rule cases and the preview.
 
-A Bundle holding a patient's record is split into a service's prefetch keys by resource type,
-exactly as an EHR honouring our templates would send it.
+A Bundle holding a patient's record is split into a service's prefetch keys, each key holding
+what a FHIR server would answer to its query (:mod:`cds.call.offline_search`): the resources of
+its type that match its search parameters, and the Medications they reference when it asks to
+include them; exactly as an EHR honouring our templates would send it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from cds.call.offline_search import answer_query
 from cds.errors import BadRequest, PayloadTooLarge
 from cds.kb.prefetch_plan import PrefetchPlan
 
@@ -103,7 +106,8 @@ def request_from_resources(
     null_keys: Iterable[str] = (),
     omit_keys: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A complete CDS Hooks request whose prefetch holds ``resources`` split by plan key."""
+    """A complete CDS Hooks request whose prefetch holds ``resources`` split by plan key, each
+    key narrowed by its query's search parameters as a FHIR server would narrow it."""
     resources = list(resources)
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     patient_id = str(patient.get("id")) if patient and patient.get("id") else "unknown"
@@ -115,10 +119,7 @@ def request_from_resources(
         if key.resource_type == "Patient":
             prefetch[key.name] = patient
         else:
-            found = by_type.get(key.resource_type, [])
-            if f"_include={key.resource_type}:medication" in key.template:
-                found = found + by_type.get("Medication", [])  # as the server includes them
-            prefetch[key.name] = _searchset(found)
+            prefetch[key.name] = _searchset(answer_query(key.template, by_type))
     for name in null_keys:
         prefetch[name] = None
     for name in omit_keys:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cds.call.prefetch import search_parameters
 from cds.kb.loader import Knowledge
 
 
@@ -14,9 +15,9 @@ def test_diagnostic_reports_are_asked_for_by_the_codes_the_rules_read(
 ) -> None:
     """A chart's reports carry their notes; the mammogram rule needs only mammography reports."""
     template = _template(knowledge, "breast-cancer-followup-patient-view", "diagnosticReports")
-    path, _, query = template.partition("?")
+    path, pairs = search_parameters(template)
     assert path == "DiagnosticReport"
-    params = dict(part.split("=", 1) for part in query.split("&"))
+    params = dict(pairs)
     assert params["patient"] == "{{context.patientId}}"
     codes = set(params["code"].split(","))
     mammography = knowledge.valuesets["mammography"]

@@ -67,6 +67,7 @@ def plan_prefetch(
     }
     rule_keys: dict[str, frozenset[str]] = {}
     by_code: dict[str, tuple[str, set[str]]] = {}  # key -> (resource type, system|code)
+    whole: set[str] = set()  # keys asked for without a code filter
     for rule in rules:
         used = kinds_used((*rule.logic.inclusion, *rule.logic.exclusion), definitions)
         names = {PATIENT_KEY}
@@ -76,13 +77,18 @@ def plan_prefetch(
                 if query.by_code:
                     codes = by_code.setdefault(query.key, (query.resource_type, set()))[1]
                     for vs_id in vs_ids:
-                        codes.update(f"{system}|{code}" for system, code in valuesets[vs_id].codes)
+                        valueset = valuesets[vs_id]
+                        if valueset.prefixes:  # a code family has no token search: ask for all
+                            whole.add(query.key)
+                        codes.update(f"{system}|{code}" for system, code in valueset.codes)
                     continue
                 template = f"{query.resource_type}?patient={_PATIENT}{query.params}"
                 keys.setdefault(query.key, PrefetchKey(query.key, template, query.resource_type))
         rule_keys[rule.id] = frozenset(names)
     for name, (rtype, codes) in by_code.items():
-        if codes:
+        if name in whole:
+            keys[name] = PrefetchKey(name, f"{rtype}?patient={_PATIENT}", rtype)
+        elif codes:
             template = f"{rtype}?patient={_PATIENT}&code={','.join(sorted(codes))}"
             keys[name] = PrefetchKey(name, template, rtype)
     ordered = tuple(sorted(keys.values(), key=lambda k: (k.name != PATIENT_KEY, k.name)))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from cds.call.prefetch import search_parameters
+from cds.kb.code_systems import ICD10CM, LOINC
 from cds.kb.loader import Knowledge
+from cds.kb.prefetch_plan import PrefetchPlan, plan_prefetch
+from cds.kb.terminology import CompiledValueSet
+from tests.unit.knowledge_tree import make_rule
 
 
 def _template(knowledge: Knowledge, service_id: str, key: str) -> str:
@@ -28,3 +32,28 @@ def test_diagnostic_reports_are_asked_for_by_the_codes_the_rules_read(
 def test_imaging_studies_have_no_code_search_and_are_asked_for_whole(knowledge: Knowledge) -> None:
     template = _template(knowledge, "breast-cancer-followup-patient-view", "imagingStudies")
     assert template == "ImagingStudy?patient={{context.patientId}}"
+
+
+def test_a_value_set_with_code_families_asks_for_its_kind_whole() -> None:
+    """A family (every code under a prefix) has no token search: narrowing by the listed codes
+    would leave the family's other members on the server."""
+    pain = CompiledValueSet("pain", "pain", codes=frozenset({(LOINC, "72514-3")}))
+    family = CompiledValueSet(
+        "family",
+        "family",
+        codes=frozenset({(LOINC, "2000-8")}),
+        prefixes=frozenset({(ICD10CM, "R52")}),
+    )
+    narrow = make_rule([{"observation": {"valueset": "pain"}}])
+    wide = make_rule([{"observation": {"valueset": "family"}}], rule_id="wide")
+    valuesets = {"pain": pain, "family": family}
+    only_codes = plan_prefetch("patient-view", [narrow], {}, valuesets)
+    assert _key(only_codes, "observations") == (
+        "Observation?patient={{context.patientId}}&code=http://loinc.org|72514-3"
+    )
+    both = plan_prefetch("patient-view", [narrow, wide], {}, valuesets)
+    assert _key(both, "observations") == "Observation?patient={{context.patientId}}"
+
+
+def _key(plan: PrefetchPlan, name: str) -> str:
+    return next(k.template for k in plan.keys if k.name == name)

@@ -19,6 +19,9 @@ What is evaluated, and how:
   a resource without a status does not match (as on a server).
 - ``_include=<Type>:medication``: the Medications that matched entries reference
   (``medicationReference``; a contained ``#id`` is already inside its resource).
+- ``_elements=a,b``: each match is cut to those top-level elements plus ``resourceType``,
+  ``id`` and ``meta``, and tagged ``SUBSETTED`` as R4 asks of a server (included resources are
+  returned whole).
 
 Not evaluated, so every resource is kept: ``patient`` (the Bundle is taken as the patient's
 record; a resource naming another patient is passed on for the service's own guard to refuse,
@@ -67,6 +70,13 @@ _STATUS_TYPES = frozenset(
 
 # Parameters that select nothing here: every resource is kept (see the module docstring).
 _KEPT = frozenset({"patient", "subject"})
+
+# What R4 search says a server marks a resource cut by ``_elements`` with.
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+_ALWAYS_RETURNED = ("resourceType", "id", "meta")
 
 _Token = tuple[str | None, str]  # (system: None when not given, "" for "|code"; code)
 
@@ -174,6 +184,16 @@ def _included_medications(
     return list(included.values())
 
 
+def _subset(resource: Mapping[str, Any], elements: Iterable[str]) -> dict[str, Any]:
+    kept = {name: resource[name] for name in (*_ALWAYS_RETURNED, *elements) if name in resource}
+    meta = kept.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    tags = meta.get("tag")
+    meta["tag"] = [*(tags if isinstance(tags, list) else ()), SUBSETTED]
+    kept["meta"] = meta
+    return kept
+
+
 def answer_query(
     query: str, by_type: Mapping[str, Sequence[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
@@ -186,6 +206,7 @@ def answer_query(
         for resource in by_type.get(rtype, ())
         if all(_matches(resource, rtype, name, tokens) for name, tokens in selecting)
     ]
+    included: list[dict[str, Any]] = []
     if (
         ("_include", f"{rtype}:medication") in params
         and rtype in _MEDICATION_TYPES
@@ -194,5 +215,14 @@ def answer_query(
         medications = {
             m["id"]: m for m in by_type.get("Medication", ()) if isinstance(m.get("id"), str)
         }
-        return matched + _included_medications(matched, medications)
-    return matched
+        included = _included_medications(matched, medications)
+    elements = [
+        element.strip()
+        for name, value in params
+        if name == "_elements"
+        for element in value.split(",")
+        if element.strip()
+    ]
+    if elements:
+        matched = [_subset(resource, elements) for resource in matched]
+    return matched + included

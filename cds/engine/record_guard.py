@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cds.errors import BadRequest
-from cds.kb.fact_kinds import KIND_OF_TYPE
+from cds.kb.fact_kinds import KIND_OF_TYPE, PATIENT_ELEMENT
 
 __all__ = ["NotR4", "WrongPatient", "belongs_to", "check_record", "version_problem"]
 
@@ -49,6 +49,11 @@ def _plain_string(value: Any) -> bool:
 
 def _codeable_reference(value: Any) -> bool:
     return isinstance(value, dict) and ("concept" in value or "reference" in value)
+
+
+def _concepts(value: Any) -> bool:
+    """A list holding CodeableConcepts where R4 has Codings."""
+    return isinstance(value, list) and any(isinstance(v, dict) and "coding" in v for v in value)
 
 
 _Marker = tuple[str, Callable[[Any], bool], str]  # field, test, what the shape is
@@ -89,6 +94,7 @@ _MARKERS: dict[str, tuple[_Marker, ...]] = {
     "ServiceRequest": (
         ("code", _codeable_reference, "an R5 CodeableReference; R4 has a CodeableConcept"),
     ),
+    "ImagingStudy": (("modality", _concepts, "R5 CodeableConcepts; R4 has Codings"),),
     "ResearchSubject": (("subject", _present, "the R5 field; R4 has ResearchSubject.individual"),),
 }
 
@@ -99,9 +105,6 @@ _OTHER_VERSION_TYPES: dict[str, str] = {
     "ReferralRequest": "STU3 (R4: ServiceRequest)",
     "DiagnosticOrder": "DSTU2 (R4: ServiceRequest)",
 }
-
-# The element naming the patient, where it is not ``subject``.
-_SUBJECT_FIELD = {"ResearchSubject": "individual"}
 
 
 def version_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
@@ -118,7 +121,7 @@ def version_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
 
 def belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
     """False only when the resource clearly names another patient."""
-    subject = resource.get(_SUBJECT_FIELD.get(resource["resourceType"], "subject"))
+    subject = resource.get(PATIENT_ELEMENT.get(resource["resourceType"], "subject"))
     if not isinstance(subject, dict):
         subject = resource.get("patient")
     if not isinstance(subject, dict):
@@ -165,7 +168,7 @@ def check_record(resources: Iterable[Any], patient_id: str, *, where: str) -> No
                     expression=["Patient.id"],
                 )
         elif rtype in KIND_OF_TYPE or rtype == "Encounter":  # the resources naming their patient
-            field = _SUBJECT_FIELD.get(rtype, "subject")
+            field = PATIENT_ELEMENT.get(rtype, "subject")
             subject = resource.get(field)
             reference = subject.get("reference") if type(subject) is dict else None
             if type(reference) is str and reference in usual:

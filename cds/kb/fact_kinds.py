@@ -22,9 +22,11 @@ __all__ = [
     "DATE_PATHS",
     "KINDS",
     "KIND_OF_TYPE",
+    "PATIENT_ELEMENT",
     "FactKind",
     "PrefetchQuery",
     "StatusRow",
+    "read_elements",
     "register",
     "resource_date",
     "unregister",
@@ -54,9 +56,14 @@ class PrefetchQuery:
     resource_type: str
     params: str = ""
     by_code: bool = False
+    # ask only for the elements the service reads (``_elements``, see :func:`read_elements`)
+    read_only: bool = False
 
 
 Path = tuple[str, ...]
+
+# The element naming the patient, for the R4 types where it is not ``subject``.
+PATIENT_ELEMENT: dict[str, str] = {"ResearchSubject": "individual"}
 
 
 @dataclass(frozen=True)
@@ -345,7 +352,9 @@ _BUILT_IN: tuple[FactKind, ...] = (
         # chart's reports carry their notes, and all of them can be megabytes.
         prefetch=(
             PrefetchQuery("diagnosticReports", "DiagnosticReport", by_code=True),
-            PrefetchQuery("imagingStudies", "ImagingStudy"),
+            # A study's series and instances (most of its bytes: a Synthea chart's studies
+            # are megabytes) are never read, and a study has no code search: ask for what is.
+            PrefetchQuery("imagingStudies", "ImagingStudy", read_only=True),
         ),
     ),
 )
@@ -389,6 +398,20 @@ def unregister(name: str) -> None:
 DATE_PATHS.update(_OTHER_DATE_PATHS)
 for _kind in _BUILT_IN:
     register(_kind)
+
+
+def read_elements(kind: FactKind, resource_type: str) -> tuple[str, ...]:
+    """The top-level elements of ``resource_type`` the service reads as a fact of ``kind``: the
+    codes, the dates, the status elements, and the patient's element (whose record it is; the
+    guard in :mod:`cds.engine.record_guard` reads it). A server returns ``id`` and ``meta``
+    anyway."""
+    elements = {
+        *kind.code_paths.get(resource_type, ()),
+        *(path[0] for path in kind.date_paths.get(resource_type, ())),
+        *(row.element for row in kind.statuses if row.resource == resource_type),
+        PATIENT_ELEMENT.get(resource_type, "subject"),
+    }
+    return tuple(sorted(elements))
 
 
 def resource_date(resource: dict[str, Any]) -> datetime | None:

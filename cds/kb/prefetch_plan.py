@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from cds.kb.fact_kinds import KINDS
+from cds.kb.fact_kinds import KINDS, read_elements
 from cds.kb.logic import ALBUMIN_VALUESET, Node, walk
 from cds.kb.schemas import Rule
 from cds.kb.terminology import CompiledValueSet
@@ -83,6 +83,9 @@ def plan_prefetch(
                         codes.update(f"{system}|{code}" for system, code in valueset.codes)
                     continue
                 template = f"{query.resource_type}?patient={_PATIENT}{query.params}"
+                if query.read_only:
+                    elements = read_elements(KINDS[kind], query.resource_type)
+                    template += f"&_elements={','.join(elements)}"
                 keys.setdefault(query.key, PrefetchKey(query.key, template, query.resource_type))
         rule_keys[rule.id] = frozenset(names)
     for name, (rtype, codes) in by_code.items():

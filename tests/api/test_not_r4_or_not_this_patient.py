@@ -92,6 +92,24 @@ NOT_R4 = [
         },
         "MedicationStatement.taken",
     ),
+    (
+        "imagingStudies",
+        {
+            "resourceType": "ImagingStudy",
+            "id": "i1",
+            "status": "available",
+            # DICOM modality MG (digital mammography), as an R5 CodeableConcept
+            "modality": [
+                {
+                    "coding": [
+                        {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MG"}
+                    ]
+                }
+            ],
+            "subject": {"reference": "Patient/p1"},
+        },
+        "ImagingStudy.modality",
+    ),
 ]
 
 

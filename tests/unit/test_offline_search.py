@@ -228,6 +228,34 @@ def test_only_the_matches_bring_their_medications() -> None:
     assert _answer(query, coded, unmatched, MED, OTHER_MED) == ["r1", "m1"]
 
 
+def test_elements_cut_each_match_to_the_elements_asked_and_tag_it_subsetted() -> None:
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s1",
+        "meta": {"lastUpdated": "2026-01-01T00:00:00Z", "tag": [{"code": "kept"}]},
+        "status": "available",
+        "started": "2025-05-01",
+        "subject": {"reference": "Patient/p1"},
+        "series": [{"uid": "1.2.3", "instance": [{"uid": "1.2.3.4"}]}],
+    }
+    by_type = {"ImagingStudy": [study]}
+    (cut,) = answer_query("ImagingStudy?patient=p1&_elements=status,started,subject", by_type)
+    assert set(cut) == {"resourceType", "id", "meta", "status", "started", "subject"}
+    assert cut["meta"]["lastUpdated"] == "2026-01-01T00:00:00Z"
+    assert [tag.get("code") for tag in cut["meta"]["tag"]] == ["kept", "SUBSETTED"]
+    assert "series" in study and len(study["meta"]["tag"]) == 1  # the record is not changed
+    (whole,) = answer_query("ImagingStudy?patient=p1", by_type)
+    assert whole is study
+
+
+def test_elements_leave_included_medications_whole() -> None:
+    query = "MedicationRequest?patient=p1&_include=MedicationRequest:medication&_elements=status"
+    by_type = {"MedicationRequest": [_order("r1", "Medication/m1")], "Medication": [MED]}
+    order, medication = answer_query(query, by_type)
+    assert set(order) == {"resourceType", "id", "meta", "status"}
+    assert medication is MED
+
+
 @pytest.mark.parametrize(
     ("value", "tokens"),
     [

@@ -29,9 +29,13 @@ def test_diagnostic_reports_are_asked_for_by_the_codes_the_rules_read(
     assert codes == {f"{system}|{code}" for system, code in mammography.codes}
 
 
-def test_imaging_studies_have_no_code_search_and_are_asked_for_whole(knowledge: Knowledge) -> None:
+def test_imaging_studies_are_asked_for_the_elements_read_and_no_code(knowledge: Knowledge) -> None:
+    """A study has no code search; its series and instances (most of its bytes) are not read."""
     template = _template(knowledge, "breast-cancer-followup-patient-view", "imagingStudies")
-    assert template == "ImagingStudy?patient={{context.patientId}}"
+    assert template == (
+        "ImagingStudy?patient={{context.patientId}}"
+        "&_elements=modality,procedureCode,started,status,subject"
+    )
 
 
 def test_a_value_set_with_code_families_asks_for_its_kind_whole() -> None:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds.kb.loader import Knowledge
+from tests.fhir_resources import searchset
 from tests.hook_services import service_for
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
@@ -17,14 +18,6 @@ TAMOXIFEN = {"coding": [{"system": RXNORM, "code": "10324", "display": "tamoxife
 BREAST_CANCER = {
     "coding": [{"system": "http://snomed.info/sct", "code": "254837009", "display": "BC"}]
 }
-
-
-def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r} for r in resources],
-    }
 
 
 def _call(
@@ -117,7 +110,7 @@ NOT_R4 = [
 def test_another_fhir_versions_shape_is_refused_naming_resource_and_field(
     api: TestClient, every_hook_knowledge: Knowledge, key: str, resource: dict[str, Any], field: str
 ) -> None:
-    issue = _issue(_call(api, every_hook_knowledge, "patient-view", {key: _bundle(resource)}))
+    issue = _issue(_call(api, every_hook_knowledge, "patient-view", {key: searchset(resource)}))
     assert issue["code"] == "not-supported"
     assert issue["expression"] == [field]
     assert f"{resource['resourceType']}/{resource['id']}" in issue["diagnostics"]
@@ -161,7 +154,8 @@ def test_a_resource_about_another_patient_is_refused(
         "code": BREAST_CANCER,
         "subject": {"reference": reference},
     }
-    response = _call(api, every_hook_knowledge, "patient-view", {"conditions": _bundle(condition)})
+    prefetch = {"conditions": searchset(condition)}
+    response = _call(api, every_hook_knowledge, "patient-view", prefetch)
     issue = _issue(response)
     assert issue["expression"] == ["Condition.subject"]
     assert "Condition/c9" in issue["diagnostics"]
@@ -175,5 +169,6 @@ def test_r4_data_of_this_patient_is_read(api: TestClient, every_hook_knowledge: 
         "code": BREAST_CANCER,
         "subject": {"reference": "Patient/p1"},
     }
-    response = _call(api, every_hook_knowledge, "patient-view", {"conditions": _bundle(condition)})
+    prefetch = {"conditions": searchset(condition)}
+    response = _call(api, every_hook_knowledge, "patient-view", prefetch)
     assert response.status_code == 200, response.text

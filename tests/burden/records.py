@@ -12,13 +12,11 @@ from cds.call.rule_cases import DEFAULT_PATIENT
 from cds.call.service_call import CallResult, run_offline
 from cds.kb.loader import Knowledge
 from cds.settings import Settings
+from tests import fhir_resources
+from tests.fhir_resources import quantity
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-_ACTIVE = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
-    ]
-}
+_PATIENT = str(DEFAULT_PATIENT["id"])
 
 
 def _coding(knowledge: Knowledge, valueset: str) -> dict[str, str]:
@@ -34,33 +32,16 @@ def base(knowledge: Knowledge) -> list[dict[str, Any]]:
 
 
 def condition(knowledge: Knowledge, rid: str, valueset: str, onset: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Condition",
-        "id": rid,
-        "clinicalStatus": _ACTIVE,
-        "code": {"coding": [_coding(knowledge, valueset)]},
-        "subject": {"reference": "Patient/case-patient"},
-        "onsetDateTime": onset,
-    }
+    code = _coding(knowledge, valueset)
+    return fhir_resources.condition(rid, code, patient=_PATIENT, onset=onset, active=True)
 
 
 def observation(
     knowledge: Knowledge, rid: str, valueset: str, when: str, value: float, unit: str
 ) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [_coding(knowledge, valueset)]},
-        "subject": {"reference": "Patient/case-patient"},
-        "effectiveDateTime": when,
-        "valueQuantity": {
-            "value": value,
-            "unit": unit,
-            "system": "http://unitsofmeasure.org",
-            "code": unit,
-        },
-    }
+    code = _coding(knowledge, valueset)
+    measured = quantity(value, unit)
+    return fhir_resources.observation(rid, code, patient=_PATIENT, date=when, value=measured)
 
 
 def call(

@@ -33,6 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests import fhir_resources
+from tests.fhir_resources import coding, observation, quantity, searchset
+
 PATIENT_ID = "p1"
 MANY = 10_000
 FAULTS = (
@@ -90,21 +93,9 @@ class FaultyFhir:
 
 
 def condition(resource_id: str, system: str, code: str, onset: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Condition",
-        "id": resource_id,
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "clinicalStatus": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                    "code": "active",
-                }
-            ]
-        },
-        "code": {"coding": [{"system": system, "code": code}]},
-        "onsetDateTime": onset,
-    }
+    return fhir_resources.condition(
+        resource_id, coding(system, code), patient=PATIENT_ID, onset=onset, active=True
+    )
 
 
 def conditions() -> list[dict[str, Any]]:
@@ -116,26 +107,9 @@ def conditions() -> list[dict[str, Any]]:
 
 
 def weight(index: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": f"w{index}",
-        "status": "final",
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-        "valueQuantity": {"value": 60 + index % 10, "unit": "kg"},
-        "effectiveDateTime": "2024-01-01",
-    }
-
-
-def bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
-    }
-    if next_url is not None:
-        document["link"] = [{"relation": "next", "url": next_url}]
-    return document
+    kilograms = quantity(60 + index % 10, "kg", ucum=False)
+    when = "2024-01-01"
+    return observation(f"w{index}", "29463-7", patient=PATIENT_ID, date=when, value=kilograms)
 
 
 @cache
@@ -187,16 +161,16 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
             if fault == "next-loop":  # page 2 links back to page 1: every page was read
                 found = conditions() if resource_type == "Condition" else []
                 if page == 1:
-                    return bundle(found[:1], f"{here}?page=2")
-                return bundle(found[1:], f"{here}?page=1")
+                    return searchset(*found[:1], next_url=f"{here}?page=2", match=True)
+                return searchset(*found[1:], next_url=f"{here}?page=1", match=True)
             if fault == "next-chain":
-                return bundle([], f"{here}?page={page + 1}")
+                return searchset(next_url=f"{here}?page={page + 1}", match=True)
             if fault == "many":
-                return bundle([weight(i) for i in range(MANY)])
+                return searchset(*(weight(i) for i in range(MANY)), match=True)
             if resource_type == "Condition":  # about the patient the server serves
                 subject = {"reference": f"Patient/{state.patient['id']}"}
-                return bundle([{**c, "subject": subject} for c in conditions()])
-            return bundle([])
+                return searchset(*({**c, "subject": subject} for c in conditions()), match=True)
+            return searchset(match=True)
 
         def _send(self, status: int, document: Any) -> None:
             self._send_bytes(status, json.dumps(document).encode())

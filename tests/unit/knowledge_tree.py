@@ -18,6 +18,8 @@ from cds.engine.evaluate import Evaluation, Fired, evaluate
 from cds.engine.record import PatientRecord
 from cds.kb.loader import Knowledge, load_knowledge
 from cds.kb.schemas import Rule
+from tests import fhir_resources
+from tests.fhir_resources import coding
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -328,16 +330,9 @@ def condition(
     display: str = "",
     **extra: Any,
 ) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Condition",
-        "id": rid,
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "code": {"coding": [{"system": system, "code": code, "display": display or code}]},
-    }
-    if onset is not None:
-        resource["onsetDateTime"] = onset
-    resource.update(extra)
-    return resource
+    return fhir_resources.condition(
+        rid, coding(system, code, display or code), patient=PATIENT_ID, onset=onset, **extra
+    )
 
 
 def observation(
@@ -349,21 +344,14 @@ def observation(
     system: str = LOINC,
     **extra: Any,
 ) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": status,
-        "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "code": {"coding": [{"system": system, "code": code, "display": f"obs {code}"}]},
-    }
-    if date is not None:
-        resource["effectiveDateTime"] = date
-    resource.update(extra)
-    return resource
+    obs_coding = coding(system, code, f"obs {code}")
+    return fhir_resources.observation(
+        rid, obs_coding, patient=PATIENT_ID, date=date, status=status, **extra
+    )
 
 
 def quantity(value: float, unit: str = "mg/dL") -> dict[str, Any]:
-    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    return fhir_resources.quantity(value, unit)
 
 
 def breast_cancer(onset: str | None = "2019-03-04", rid: str = "bc") -> dict[str, Any]:

@@ -16,6 +16,7 @@ from cds.call.prefetch import search_parameters
 from cds.call.request_builder import request_from_resources
 from cds.kb.loader import Knowledge
 from cds.kb.prefetch_plan import PrefetchKey, PrefetchPlan
+from tests.fhir_resources import medication_request
 
 LOINC = "http://loinc.org"
 LOINC_OID = "urn:oid:2.16.840.1.113883.6.1"
@@ -187,23 +188,14 @@ MED = {"resourceType": "Medication", "id": "m1", "code": {"text": "tamoxifen"}}
 OTHER_MED = {"resourceType": "Medication", "id": "m2", "code": {"text": "unused"}}
 
 
-def _order(rid: str, reference: str) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": "active",
-        "medicationReference": {"reference": reference},
-    }
-
-
 def test_include_adds_each_referenced_medication_once_after_the_matches() -> None:
     query = "MedicationRequest?patient=p1&_include=MedicationRequest:medication"
     found = _answer(
         query,
-        _order("r1", "Medication/m1"),
-        _order("r2", "urn:uuid:m1"),
-        _order("r3", "#contained"),
-        _order("r4", "Medication/absent"),
+        medication_request("r1", "Medication/m1"),
+        medication_request("r2", "urn:uuid:m1"),
+        medication_request("r3", "#contained"),
+        medication_request("r4", "Medication/absent"),
         MED,
         OTHER_MED,
     )
@@ -211,25 +203,25 @@ def test_include_adds_each_referenced_medication_once_after_the_matches() -> Non
 
 
 def test_without_include_or_for_another_type_no_medication_is_added() -> None:
-    order = _order("r1", "Medication/m1")
+    order = medication_request("r1", "Medication/m1")
     assert _answer("MedicationRequest?patient=p1", order, MED) == ["r1"]
-    statement = {**_order("s1", "Medication/m1"), "resourceType": "MedicationStatement"}
+    statement = {**medication_request("s1", "Medication/m1"), "resourceType": "MedicationStatement"}
     query = "MedicationStatement?patient=p1&_include=MedicationRequest:medication"
     assert _answer(query, statement, MED) == ["s1"]
 
 
 def test_only_the_matches_bring_their_medications() -> None:
     coded = {
-        **_order("r1", "Medication/m1"),
+        **medication_request("r1", "Medication/m1"),
         "medicationCodeableConcept": {"coding": [{"system": "rx", "code": "1"}]},
     }
-    unmatched = _order("r2", "Medication/m2")
+    unmatched = medication_request("r2", "Medication/m2")
     query = "MedicationRequest?code=rx|1&_include=MedicationRequest:medication"
     assert _answer(query, coded, unmatched, MED, OTHER_MED) == ["r1", "m1"]
 
 
 def test_elements_cut_each_match_to_the_elements_asked_and_tag_it_subsetted() -> None:
-    study = {
+    study: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "id": "s1",
         "meta": {"lastUpdated": "2026-01-01T00:00:00Z", "tag": [{"code": "kept"}]},
@@ -243,14 +235,16 @@ def test_elements_cut_each_match_to_the_elements_asked_and_tag_it_subsetted() ->
     assert set(cut) == {"resourceType", "id", "meta", "status", "started", "subject"}
     assert cut["meta"]["lastUpdated"] == "2026-01-01T00:00:00Z"
     assert [tag.get("code") for tag in cut["meta"]["tag"]] == ["kept", "SUBSETTED"]
-    assert "series" in study and len(study["meta"]["tag"]) == 1  # the record is not changed
+    assert "series" in study  # the record is not changed
+    assert len(study["meta"]["tag"]) == 1
     (whole,) = answer_query("ImagingStudy?patient=p1", by_type)
     assert whole is study
 
 
 def test_elements_leave_included_medications_whole() -> None:
     query = "MedicationRequest?patient=p1&_include=MedicationRequest:medication&_elements=status"
-    by_type = {"MedicationRequest": [_order("r1", "Medication/m1")], "Medication": [MED]}
+    order = medication_request("r1", "Medication/m1")
+    by_type = {"MedicationRequest": [order], "Medication": [MED]}
     order, medication = answer_query(query, by_type)
     assert set(order) == {"resourceType", "id", "meta", "status"}
     assert medication is MED
@@ -310,7 +304,7 @@ def test_the_request_builder_narrows_each_key_by_its_query() -> None:
         PATIENT,
         _obs("ca", CALCIUM),
         _obs("hr", HEART_RATE),
-        _order("r1", "Medication/m1"),
+        medication_request("r1", "Medication/m1"),
         MED,
         OTHER_MED,
     ]

@@ -13,6 +13,7 @@ from cds.call.prefetch import ResolvedData, render_template, resolve_prefetch, s
 from cds.fhir.client import FhirClient
 from cds.kb.prefetch_plan import PrefetchKey, PrefetchPlan
 from cds.protocol.wire import HookRequest
+from tests.fhir_resources import medication_request, searchset
 
 BASE = "https://ehr.example/fhir"
 PLAN = PrefetchPlan(
@@ -28,17 +29,6 @@ OUTCOME = {
     "resourceType": "OperationOutcome",
     "issue": [{"severity": "error", "code": "timeout"}],
 }
-
-
-def _bundle(*resources: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r} for r in resources],
-    }
-    if next_url:
-        bundle["link"] = [{"relation": "next", "url": next_url}]
-    return bundle
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -108,12 +98,12 @@ def test_split_prefetch_value_kinds() -> None:
     assert split_prefetch_value(OUTCOME) == ("outcome", [], None)
     assert split_prefetch_value("not a resource") == ("outcome", [], None)
     assert split_prefetch_value(PATIENT) == ("data", [PATIENT], None)
-    assert split_prefetch_value(_bundle(CONDITION)) == ("data", [CONDITION], None)
-    assert split_prefetch_value(_bundle()) == ("data", [], None)
-    paged = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    assert split_prefetch_value(searchset(CONDITION)) == ("data", [CONDITION], None)
+    assert split_prefetch_value(searchset()) == ("data", [], None)
+    paged = searchset(CONDITION, next_url=f"{BASE}/Condition?page=2")
     assert split_prefetch_value(paged) == ("data", [CONDITION], f"{BASE}/Condition?page=2")
     # A Bundle holding only OperationOutcomes is a failed fetch, not "no data".
-    assert split_prefetch_value(_bundle(OUTCOME))[0] == "outcome"
+    assert split_prefetch_value(searchset(OUTCOME))[0] == "outcome"
 
 
 @pytest.mark.parametrize(
@@ -177,7 +167,7 @@ def _ids(data: ResolvedData) -> list[str]:
 
 
 def test_full_prefetch_needs_no_server() -> None:
-    data = _resolve({"prefetch": {"patient": PATIENT, "conditions": _bundle(CONDITION)}}, None)
+    data = _resolve({"prefetch": {"patient": PATIENT, "conditions": searchset(CONDITION)}}, None)
     assert _ids(data) == ["Patient/p1", "Condition/c1"]
     assert data.unavailable == {}
     assert data.fetched == []
@@ -194,7 +184,7 @@ def test_null_means_no_data_and_is_not_fetched() -> None:
 
 
 def test_absent_key_is_fetched_with_the_bearer_token() -> None:
-    server = FakeServer({"/fhir/Condition?patient=p1": _bundle(CONDITION)})
+    server = FakeServer({"/fhir/Condition?patient=p1": searchset(CONDITION)})
     data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server)
     assert server.seen == ["/fhir/Condition?patient=p1"]
     assert server.auth == ["Bearer tok"]
@@ -204,7 +194,7 @@ def test_absent_key_is_fetched_with_the_bearer_token() -> None:
 
 def test_absent_prefetch_fetches_every_key_in_parallel() -> None:
     server = FakeServer(
-        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": _bundle(CONDITION)},
+        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": searchset(CONDITION)},
         delay={"/fhir/Patient/p1": 0.05, "/fhir/Condition?patient=p1": 0.05},
     )
     data = _resolve({"fhirServer": BASE}, server)
@@ -213,7 +203,7 @@ def test_absent_prefetch_fetches_every_key_in_parallel() -> None:
 
 
 def test_operation_outcome_is_refetched() -> None:
-    server = FakeServer({"/fhir/Condition?patient=p1": _bundle(CONDITION)})
+    server = FakeServer({"/fhir/Condition?patient=p1": searchset(CONDITION)})
     data = _resolve(
         {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": OUTCOME}}, server
     )
@@ -227,7 +217,7 @@ def test_operation_outcome_without_server_is_unavailable() -> None:
 
 
 def test_absent_key_without_server_is_unavailable() -> None:
-    data = _resolve({"prefetch": {"conditions": _bundle()}}, None)
+    data = _resolve({"prefetch": {"conditions": searchset()}}, None)
     assert data.unavailable == {"patient": "no fhirServer in the request"}
 
 
@@ -243,9 +233,9 @@ def test_missing_context_value_is_unavailable_not_fetched() -> None:
 
 
 def test_paged_prefetch_bundle_is_completed_from_the_server() -> None:
-    page2 = _bundle({**CONDITION, "id": "c2"})
+    page2 = searchset({**CONDITION, "id": "c2"})
     server = FakeServer({"/fhir/Condition?page=2": page2})
-    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    first = searchset(CONDITION, next_url=f"{BASE}/Condition?page=2")
     data = _resolve(
         {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
     )
@@ -255,7 +245,7 @@ def test_paged_prefetch_bundle_is_completed_from_the_server() -> None:
 
 def test_paged_prefetch_bundle_without_server_is_unavailable() -> None:
     """Part of a list is not the list: a rule could take the missing page for an absence."""
-    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    first = searchset(CONDITION, next_url=f"{BASE}/Condition?page=2")
     data = _resolve({"prefetch": {"patient": PATIENT, "conditions": first}}, None)
     assert _ids(data) == ["Patient/p1"]
     assert data.unavailable == {
@@ -265,7 +255,7 @@ def test_paged_prefetch_bundle_without_server_is_unavailable() -> None:
 
 def test_paged_prefetch_next_link_to_another_origin_is_not_followed() -> None:
     server = FakeServer({})
-    first = _bundle(CONDITION, next_url="https://elsewhere.example/fhir/Condition?page=2")
+    first = searchset(CONDITION, next_url="https://elsewhere.example/fhir/Condition?page=2")
     data = _resolve(
         {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
     )
@@ -276,7 +266,7 @@ def test_paged_prefetch_next_link_to_another_origin_is_not_followed() -> None:
 
 def test_paged_prefetch_whose_rest_fails_is_unavailable_without_its_first_page() -> None:
     server = FakeServer({})  # 404 for the next page
-    first = _bundle(CONDITION, next_url=f"{BASE}/Condition?page=2")
+    first = searchset(CONDITION, next_url=f"{BASE}/Condition?page=2")
     data = _resolve(
         {"fhirServer": BASE, "prefetch": {"patient": PATIENT, "conditions": first}}, server
     )
@@ -294,7 +284,7 @@ def test_failed_fetch_is_unavailable_with_its_kind() -> None:
 
 def test_budget_keeps_what_finished_in_time() -> None:
     server = FakeServer(
-        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": _bundle(CONDITION)},
+        {"/fhir/Patient/p1": PATIENT, "/fhir/Condition?patient=p1": searchset(CONDITION)},
         delay={"/fhir/Condition?patient=p1": 30.0},
     )
     data = _resolve({"fhirServer": BASE}, server, budget=0.3)
@@ -342,23 +332,12 @@ MED_PLAN = PrefetchPlan(
 MED_QUERY = "/fhir/MedicationRequest?patient=p1&_include=MedicationRequest:medication"
 
 
-def _order(rid: str, reference: str) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": "active",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": reference},
-    }
-
-
 MEDICATION = {"resourceType": "Medication", "id": "m1", "code": {"text": "x"}}
+ORDER_M1 = medication_request("o1", "Medication/m1")
 
 
 def test_a_referenced_medication_that_did_not_come_back_is_read() -> None:
-    server = FakeServer(
-        {MED_QUERY: _bundle(_order("o1", "Medication/m1")), "/fhir/Medication/m1": MEDICATION}
-    )
+    server = FakeServer({MED_QUERY: searchset(ORDER_M1), "/fhir/Medication/m1": MEDICATION})
     data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
     assert server.seen == [MED_QUERY, "/fhir/Medication/m1"]
     assert _ids(data) == ["Patient/p1", "MedicationRequest/o1", "Medication/m1"]
@@ -366,8 +345,8 @@ def test_a_referenced_medication_that_did_not_come_back_is_read() -> None:
 
 
 def test_an_included_or_contained_medication_is_not_read_again() -> None:
-    contained = {**_order("o2", "#m2"), "contained": [{**MEDICATION, "id": "m2"}]}
-    bundle = _bundle(_order("o1", "Medication/m1"), MEDICATION, contained)
+    contained = {**medication_request("o2", "#m2"), "contained": [{**MEDICATION, "id": "m2"}]}
+    bundle = searchset(medication_request("o1", "Medication/m1"), MEDICATION, contained)
     server = FakeServer({MED_QUERY: bundle})
     _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
     assert server.seen == [MED_QUERY]
@@ -375,7 +354,7 @@ def test_an_included_or_contained_medication_is_not_read_again() -> None:
 
 def test_prefetched_entries_referencing_a_medication_have_it_read_when_a_server_is_given() -> None:
     server = FakeServer({"/fhir/Medication/m1": MEDICATION})
-    prefetch = {"patient": PATIENT, "medicationRequests": _bundle(_order("o1", "Medication/m1"))}
+    prefetch = {"patient": PATIENT, "medicationRequests": searchset(ORDER_M1)}
     data = _resolve({"fhirServer": BASE, "prefetch": prefetch}, server, plan=MED_PLAN)
     assert server.seen == ["/fhir/Medication/m1"]
     assert "Medication/m1" in _ids(data)
@@ -384,7 +363,7 @@ def test_prefetched_entries_referencing_a_medication_have_it_read_when_a_server_
 
 
 def test_a_medication_that_cannot_be_read_leaves_the_call_whole() -> None:
-    server = FakeServer({MED_QUERY: _bundle(_order("o1", "Medication/gone"))})
+    server = FakeServer({MED_QUERY: searchset(medication_request("o1", "Medication/gone"))})
     data = _resolve({"fhirServer": BASE, "prefetch": {"patient": PATIENT}}, server, plan=MED_PLAN)
     assert data.unavailable == {}
     assert data.fetch_errors == ["http-4xx"]
@@ -393,7 +372,7 @@ def test_a_medication_that_cannot_be_read_leaves_the_call_whole() -> None:
 
 def test_medication_reads_stay_within_the_budget() -> None:
     server = FakeServer(
-        {MED_QUERY: _bundle(_order("o1", "Medication/m1")), "/fhir/Medication/m1": MEDICATION},
+        {MED_QUERY: searchset(ORDER_M1), "/fhir/Medication/m1": MEDICATION},
         delay={"/fhir/Medication/m1": 30.0},
     )
     data = _resolve(

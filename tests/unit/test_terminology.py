@@ -10,6 +10,7 @@ import pytest
 from cds.kb.code_systems import HGNC, ICD10CM, LOINC, RXNORM, SNOMED
 from cds.kb.loader import Knowledge
 from cds.kb.terminology import CompiledValueSet, canonical_system, normalize_code
+from tests.fhir_resources import coding, medication_request
 from tests.unit.knowledge_tree import ICD, Tree, condition, fired, make_rule
 
 
@@ -141,16 +142,8 @@ def test_value_set_include_brings_in_the_included_codes(kb: Knowledge) -> None:
 
 
 def _medication_request(code: str, status: str = "active") -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationRequest",
-        "id": "mr",
-        "status": status,
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {
-            "coding": [{"system": RXNORM, "code": code, "display": "tamoxifen 10 MG Oral Tablet"}]
-        },
-    }
+    tamoxifen_tablet = coding(RXNORM, code, "tamoxifen 10 MG Oral Tablet")
+    return medication_request("mr", tamoxifen_tablet, status=status)
 
 
 def test_rxnorm_product_matches_its_ingredient(kb: Knowledge) -> None:

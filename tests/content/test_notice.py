@@ -16,7 +16,9 @@ def test_the_licence_is_the_apache_2_text_pyproject_names() -> None:
     assert text.lstrip().startswith("Apache License\n                           Version 2.0")
     assert "END OF TERMS AND CONDITIONS" in text
     with (REPO / "pyproject.toml").open("rb") as handle:
-        assert tomllib.load(handle)["project"]["license"] == {"text": "Apache-2.0"}
+        project = tomllib.load(handle)["project"]
+    assert project["license"] == "Apache-2.0"  # an SPDX expression
+    assert project["license-files"] == ["LICENSE", "NOTICE"]
 
 
 def test_notice_cites_the_article_and_every_page_by_section() -> None:

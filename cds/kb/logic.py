@@ -12,14 +12,17 @@ nodes of which none may hold. A node is exactly one of:
 - ``patient``: age, sex, deceased (a :class:`PatientQuery`)
 
 :func:`walk` is the one traversal of this logic: through ``all``/``any``/``not``, into named
-definitions (``ref``) and the definitions anchors name, each definition once.
+definitions (``ref``) and the definitions anchors name, each definition once. :func:`fold` is
+the one structural reading of it: a :class:`NodeFold` says what each kind of node makes of its
+parts (a gate, a sentence, a page's phrase, a compiled plan), and ``fold`` does the recursion
+and keeps a definition that refers to itself from being entered forever.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -41,9 +44,11 @@ __all__ = [
     "CountTest",
     "FactQuery",
     "Node",
+    "NodeFold",
     "PatientQuery",
     "TrendTest",
     "ValueTest",
+    "fold",
     "walk",
 ]
 
@@ -322,3 +327,62 @@ def walk(
                 reached.append(name)
             pushed.append(definitions[name])
         pending.extend(pushed if breadth_first else reversed(pushed))
+
+
+T = TypeVar("T")
+
+
+class NodeFold(Generic[T]):
+    """What one reading of the logic makes of each kind of node, given what it made of the
+    node's parts; :func:`fold` calls these bottom-up. Every method must be given."""
+
+    def fact(self, node: Node, kind: str, query: FactQuery) -> T:
+        raise NotImplementedError
+
+    def patient(self, node: Node, query: PatientQuery) -> T:
+        raise NotImplementedError
+
+    def all_of(self, node: Node, parts: list[T]) -> T:
+        raise NotImplementedError
+
+    def any_of(self, node: Node, parts: list[T]) -> T:
+        raise NotImplementedError
+
+    def none_of(self, node: Node, part: T) -> T:
+        """``not``: ``part`` is what the reading made of ``node.not_``."""
+        raise NotImplementedError
+
+    def ref(self, node: Node, name: str, expand: Callable[[], T] | None) -> T:
+        """``ref: name``. ``expand()`` reads the named definition, when ``fold`` was given the
+        definitions; it is None when the name is not defined, or when the definition is already
+        being read on this path (a definition that refers to itself)."""
+        raise NotImplementedError
+
+
+def fold(node: Node, reading: NodeFold[T], definitions: Mapping[str, Node] | None = None) -> T:
+    """What ``reading`` makes of ``node``, its parts read first; a definition is read (through
+    ``expand``) only when the reading asks, and never twice on one path."""
+    return _fold(node, reading, definitions or {}, ())
+
+
+def _fold(
+    node: Node, reading: NodeFold[T], definitions: Mapping[str, Node], path: tuple[str, ...]
+) -> T:
+    fact = node.fact()
+    if fact is not None:
+        return reading.fact(node, *fact)
+    if node.ref is not None:
+        name = node.ref
+        target = definitions.get(name)
+        if target is None or name in path:
+            return reading.ref(node, name, None)
+        inner = (*path, name)
+        return reading.ref(node, name, lambda: _fold(target, reading, definitions, inner))
+    if node.all_ is not None:
+        return reading.all_of(node, [_fold(c, reading, definitions, path) for c in node.all_])
+    if node.any_ is not None:
+        return reading.any_of(node, [_fold(c, reading, definitions, path) for c in node.any_])
+    if node.not_ is not None:
+        return reading.none_of(node, _fold(node.not_, reading, definitions, path))
+    assert node.patient is not None  # the schema guarantees exactly one field
+    return reading.patient(node, node.patient)

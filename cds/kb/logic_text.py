@@ -7,10 +7,10 @@ appears, with the value set ids and definition names a reviewer can look up.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from cds.kb.fact_kinds import KINDS
-from cds.kb.logic import Anchor, FactQuery, Node, PatientQuery, ValueTest, walk
+from cds.kb.logic import Anchor, FactQuery, Node, NodeFold, PatientQuery, ValueTest, fold, walk
 from cds.kb.schemas import Definition, Rule
 
 __all__ = ["describe_duration", "describe_node", "describe_rule"]
@@ -102,22 +102,35 @@ def _patient(query: PatientQuery) -> str:
     return "the patient is " + ", ".join(parts) if parts else "any patient"
 
 
+class _Words(NodeFold[str]):
+    """Each node in English; a definition is named, not spelled out."""
+
+    def __init__(self, definitions: Mapping[str, Definition]) -> None:
+        self.definitions = definitions
+
+    def fact(self, node: Node, kind: str, query: FactQuery) -> str:
+        return _fact(kind, query, self.definitions)
+
+    def patient(self, node: Node, query: PatientQuery) -> str:
+        return _patient(query)
+
+    def all_of(self, node: Node, parts: list[str]) -> str:
+        return "all of (" + "; ".join(parts) + ")"
+
+    def any_of(self, node: Node, parts: list[str]) -> str:
+        return "any of (" + "; ".join(parts) + ")"
+
+    def none_of(self, node: Node, part: str) -> str:
+        return "no record of (" + part + ")"
+
+    def ref(self, node: Node, name: str, expand: Callable[[], str] | None) -> str:
+        doc = self.definitions.get(name)
+        return f"{doc.description if doc else name} [{name}]"
+
+
 def describe_node(node: Node, definitions: Mapping[str, Definition]) -> str:
-    """One node, recursively, in English; definitions are named, not expanded."""
-    if node.ref is not None:
-        doc = definitions.get(node.ref)
-        return f"{doc.description if doc else node.ref} [{node.ref}]"
-    if node.all_ is not None:
-        return "all of (" + "; ".join(describe_node(n, definitions) for n in node.all_) + ")"
-    if node.any_ is not None:
-        return "any of (" + "; ".join(describe_node(n, definitions) for n in node.any_) + ")"
-    if node.not_ is not None:
-        return "no record of (" + describe_node(node.not_, definitions) + ")"
-    if node.patient is not None:
-        return _patient(node.patient)
-    fact = node.fact()
-    assert fact is not None  # the schema guarantees exactly one field
-    return _fact(fact[0], fact[1], definitions)
+    """One node and everything under it, in English; definitions are named, not expanded."""
+    return fold(node, _Words(definitions))
 
 
 def _definitions_used(nodes: Iterable[Node], definitions: Mapping[str, Definition]) -> list[str]:

@@ -13,13 +13,13 @@ keeps nothing between calls. A plan is data: each kind of plan and of filter has
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from cds.kb.fact_kinds import KINDS, StatusRow
-from cds.kb.logic import Anchor, FactQuery, Node, PatientQuery, walk
+from cds.kb.logic import Anchor, FactQuery, Node, NodeFold, PatientQuery, fold, walk
 from cds.kb.logic_text import describe_node
 from cds.kb.rule_gates import Gate, rule_gates
 from cds.kb.schemas import Definition, Rule
@@ -137,7 +137,7 @@ class Program:
     definitions: dict[str, Plan]
 
 
-class _Compiler:
+class _Compiler(NodeFold[Plan]):
     def __init__(
         self,
         definitions: Mapping[str, Node],
@@ -156,19 +156,25 @@ class _Compiler:
         )
 
     def plan(self, node: Node) -> Plan:
-        fact = node.fact()
-        if fact is not None:
-            return self.fact(*fact)
-        if node.ref is not None:
-            return RefPlan(node.ref, self.relabel(node.ref))
-        if node.all_ is not None:
-            return AllPlan(tuple(self.plan(child) for child in node.all_))
-        if node.any_ is not None:
-            return AnyPlan(tuple(self.plan(child) for child in node.any_))
-        if node.not_ is not None:
-            return self.negation(node.not_)
-        assert node.patient is not None  # the schema guarantees exactly one field
-        return PatientPlan(node.patient)
+        # no definitions given: a ref compiles to a look-up by name (definitions have plans
+        # of their own), so nothing is compiled twice
+        return fold(node, self)
+
+    def patient(self, node: Node, query: PatientQuery) -> Plan:
+        return PatientPlan(query)
+
+    def all_of(self, node: Node, parts: list[Plan]) -> Plan:
+        return AllPlan(tuple(parts))
+
+    def any_of(self, node: Node, parts: list[Plan]) -> Plan:
+        return AnyPlan(tuple(parts))
+
+    def none_of(self, node: Node, part: Plan) -> Plan:
+        assert node.not_ is not None
+        return self.negation(node.not_, part)
+
+    def ref(self, node: Node, name: str, expand: Callable[[], Plan] | None) -> Plan:
+        return RefPlan(name, self.relabel(name))
 
     def relabel(self, name: str) -> str | None:
         definition = self.definitions.get(name)
@@ -194,7 +200,7 @@ class _Compiler:
             return self.valuesets[query.valueset].title.lower()
         return kind.replace("-", " ")
 
-    def negation(self, child: Node) -> NotPlan:
+    def negation(self, child: Node, compiled: Plan) -> NotPlan:
         if child.ref is not None or child.fact() is not None:
             absent = f"No {self.label(child)} on record"
         else:
@@ -215,9 +221,9 @@ class _Compiler:
                     _name_pattern(valueset) if valueset is not None else None,
                 )
             )
-        return NotPlan(self.plan(child), absent, tuple(facts))
+        return NotPlan(compiled, absent, tuple(facts))
 
-    def fact(self, kind: str, query: FactQuery) -> FactPlan:
+    def fact(self, node: Node, kind: str, query: FactQuery) -> Plan:
         valueset = self.valuesets[query.valueset] if query.valueset is not None else None
         undated = ""
         if query.after is not None:

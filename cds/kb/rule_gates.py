@@ -10,37 +10,42 @@ rules of most calls ask about a sign the patient does not have.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from cds.kb.logic import Node
+from cds.kb.logic import FactQuery, Node, NodeFold, PatientQuery, fold
 from cds.kb.schemas import Rule
 
 __all__ = ["Gate", "rule_gates"]
 
 Gate = frozenset[tuple[str, str]]  # (fact kind, value set id) pairs; open if any is on record
-_NONE: frozenset[str] = frozenset()
 
 
-def _gates(node: Node, definitions: Mapping[str, Node], seen: frozenset[str]) -> list[Gate]:
-    fact = node.fact()
-    if fact is not None:
-        kind, query = fact
+class _Gates(NodeFold[list[Gate]]):
+    def fact(self, node: Node, kind: str, query: FactQuery) -> list[Gate]:
         return [frozenset({(kind, query.valueset)})] if query.valueset else []
-    if node.ref is not None:
-        if node.ref in seen or node.ref not in definitions:
+
+    def patient(self, node: Node, query: PatientQuery) -> list[Gate]:
+        return []
+
+    def all_of(self, node: Node, parts: list[list[Gate]]) -> list[Gate]:
+        return [gate for gates in parts for gate in gates]
+
+    def any_of(self, node: Node, parts: list[list[Gate]]) -> list[Gate]:
+        if not all(parts):
             return []
-        return _gates(definitions[node.ref], definitions, seen | {node.ref})
-    if node.all_ is not None:
-        return [gate for child in node.all_ for gate in _gates(child, definitions, seen)]
-    if node.any_ is not None:
-        per_child = [_gates(child, definitions, seen) for child in node.any_]
-        if not all(per_child):
-            return []
-        return [frozenset().union(*(min(gates, key=len) for gates in per_child))]
-    return []
+        return [frozenset().union(*(min(gates, key=len) for gates in parts))]
+
+    def none_of(self, node: Node, part: list[Gate]) -> list[Gate]:
+        return []
+
+    def ref(self, node: Node, name: str, expand: Callable[[], list[Gate]] | None) -> list[Gate]:
+        return expand() if expand is not None else []
+
+
+_GATES = _Gates()
 
 
 def rule_gates(rule: Rule, definitions: Mapping[str, Node]) -> tuple[Gate, ...]:
     """The rule's gates, narrowest first (the likeliest to be closed is checked first)."""
-    found = {gate for node in rule.logic.inclusion for gate in _gates(node, definitions, _NONE)}
+    found = {gate for node in rule.logic.inclusion for gate in fold(node, _GATES, definitions)}
     return tuple(sorted(found, key=lambda gate: (len(gate), sorted(gate))))

@@ -8,10 +8,11 @@ a reviewer sees the whole rule on one page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cds.kb.loader import Knowledge
-from cds.kb.logic import Node, walk
+from cds.kb.logic import FactQuery, Node, NodeFold, PatientQuery, fold, walk
 from cds.kb.logic_text import describe_node
 from cds.kb.schemas import Rule
 
@@ -27,34 +28,40 @@ class Phrase:
     valueset: str | None = None  # a value set the line mentions, for a link to its codes
 
 
-def node_phrase(knowledge: Knowledge, node: Node, stack: tuple[str, ...] = ()) -> Phrase:
-    """One logic node (and everything under it) in words."""
-    if node.all_ is not None:
-        return Phrase(
-            "all of the following hold:", [node_phrase(knowledge, c, stack) for c in node.all_]
-        )
-    if node.any_ is not None:
-        return Phrase(
-            "at least one of the following holds:",
-            [node_phrase(knowledge, c, stack) for c in node.any_],
-        )
-    if node.not_ is not None:
-        return Phrase("there is no record of:", [node_phrase(knowledge, node.not_, stack)])
-    if node.ref is not None:
-        doc = knowledge.definition_docs.get(node.ref)
+class _Phrases(NodeFold[Phrase]):
+    """``all``/``any``/``not`` as nested lists; a definition spelled out where it is used
+    (once on a path: a definition met again inside itself is referred to, not repeated)."""
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+
+    def fact(self, node: Node, kind: str, query: FactQuery) -> Phrase:
+        return Phrase(describe_node(node, self.knowledge.definition_docs), valueset=query.valueset)
+
+    def patient(self, node: Node, query: PatientQuery) -> Phrase:
+        return Phrase(describe_node(node, self.knowledge.definition_docs))
+
+    def all_of(self, node: Node, parts: list[Phrase]) -> Phrase:
+        return Phrase("all of the following hold:", parts)
+
+    def any_of(self, node: Node, parts: list[Phrase]) -> Phrase:
+        return Phrase("at least one of the following holds:", parts)
+
+    def none_of(self, node: Node, part: Phrase) -> Phrase:
+        return Phrase("there is no record of:", [part])
+
+    def ref(self, node: Node, name: str, expand: Callable[[], Phrase] | None) -> Phrase:
+        doc = self.knowledge.definition_docs.get(name)
         if doc is None:
-            return Phrase(f"the definition “{node.ref}” (missing)")
-        if node.ref in stack:
-            return Phrase(f"{doc.description} (definition “{node.ref}”, see above)")
-        return Phrase(
-            f"{doc.description} (definition “{node.ref}”), which means:",
-            [node_phrase(knowledge, doc.logic, (*stack, node.ref))],
-        )
-    fact = node.fact()
-    return Phrase(
-        describe_node(node, knowledge.definition_docs),
-        valueset=fact[1].valueset if fact is not None else None,
-    )
+            return Phrase(f"the definition “{name}” (missing)")
+        if expand is None:
+            return Phrase(f"{doc.description} (definition “{name}”, see above)")
+        return Phrase(f"{doc.description} (definition “{name}”), which means:", [expand()])
+
+
+def node_phrase(knowledge: Knowledge, node: Node) -> Phrase:
+    """One logic node (and everything under it) in words."""
+    return fold(node, _Phrases(knowledge), knowledge.definitions)
 
 
 def logic_phrases(knowledge: Knowledge, rule: Rule) -> tuple[list[Phrase], list[Phrase]]:

@@ -1,10 +1,12 @@
-"""The one traversal of rule logic: through operators, definitions and anchors, each once."""
+"""The traversals of rule logic: ``walk`` (every node, through operators, definitions and
+anchors, each definition once) and ``fold`` (one structural reading, bottom-up)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from cds.kb.logic import Node, walk
+from cds.kb.logic import FactQuery, Node, NodeFold, PatientQuery, fold, walk
 
 
 def _node(data: dict[str, Any]) -> Node:
@@ -62,3 +64,52 @@ def test_depth_first_in_written_order_or_breadth_first() -> None:
     root = _node({"all": [{"any": [_fact("deep")]}, _fact("shallow")]})
     assert _valuesets(list(walk([root]))) == ["deep", "shallow"]
     assert _valuesets(list(walk([root], breadth_first=True))) == ["shallow", "deep"]
+
+
+class _Spelled(NodeFold[str]):
+    """The logic spelled back as a compact expression; ``ref`` expanded when it can be."""
+
+    def fact(self, node: Node, kind: str, query: FactQuery) -> str:
+        return f"{kind}:{query.valueset}"
+
+    def patient(self, node: Node, query: PatientQuery) -> str:
+        return f"age>={query.age_at_least}"
+
+    def all_of(self, node: Node, parts: list[str]) -> str:
+        return "all(" + ",".join(parts) + ")"
+
+    def any_of(self, node: Node, parts: list[str]) -> str:
+        return "any(" + ",".join(parts) + ")"
+
+    def none_of(self, node: Node, part: str) -> str:
+        return f"not({part})"
+
+    def ref(self, node: Node, name: str, expand: Callable[[], str] | None) -> str:
+        return f"{name}=[{expand()}]" if expand is not None else f"{name}=?"
+
+
+def test_fold_reads_every_kind_of_node_bottom_up() -> None:
+    root = _node(
+        {"all": [{"any": [_fact("x"), {"patient": {"age_at_least": 18}}]}, {"not": _fact("y")}]}
+    )
+    assert fold(root, _Spelled()) == "all(any(condition:x,age>=18),not(condition:y))"
+
+
+def test_fold_expands_a_definition_on_request_and_never_twice_on_one_path() -> None:
+    root = _node({"ref": "loop-a"})
+    expected = "loop-a=[any(condition:a,loop-b=[all(condition:b,loop-a=?)])]"
+    assert fold(root, _Spelled(), DEFINITIONS) == expected
+
+
+def test_fold_expands_a_definition_again_on_another_path() -> None:
+    root = _node({"all": [{"ref": "anchor"}, {"not": {"ref": "anchor"}}]})
+    expected = "all(anchor=[condition:anchor],not(anchor=[condition:anchor]))"
+    assert fold(root, _Spelled(), DEFINITIONS) == expected
+
+
+def test_fold_cannot_expand_an_unknown_name_or_without_definitions() -> None:
+    root = _node({"any": [{"ref": "anchor"}, {"ref": "no-such-definition"}]})
+    assert (
+        fold(root, _Spelled(), DEFINITIONS) == "any(anchor=[condition:anchor],no-such-definition=?)"
+    )
+    assert fold(root, _Spelled()) == "any(anchor=?,no-such-definition=?)"

@@ -356,6 +356,7 @@ _BUILT_IN: tuple[FactKind, ...] = (
             # are megabytes) are never read, and a study has no code search: ask for what is.
             PrefetchQuery("imagingStudies", "ImagingStudy", read_only=True),
         ),
+        absence_claimed=True,
     ),
 )
 

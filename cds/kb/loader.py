@@ -459,6 +459,15 @@ def _compile_valuesets(
                 displays.update(d)
         return codes, prefixes, displays
 
+    def words(vs_id: str, seen: set[str]) -> set[str]:
+        """The set's absence words and those of the sets it includes."""
+        seen.add(vs_id)
+        found = {word.strip().lower() for word in files[vs_id].absence_words if word.strip()}
+        for included in files[vs_id].include:
+            if included in files and included not in seen:
+                found |= words(included, seen)
+        return found
+
     for vs_id, vs in files.items():
         codes, prefixes, displays = expand(vs_id, (vs_id,))
         compiled[vs_id] = CompiledValueSet(
@@ -467,6 +476,7 @@ def _compile_valuesets(
             codes=frozenset(codes),
             prefixes=frozenset(prefixes),
             displays=displays,
+            absence_words=frozenset(words(vs_id, set())),
         )
     return compiled
 

@@ -285,10 +285,10 @@ _MIN_NAME = 4
 
 
 def _name_pattern(valueset: CompiledValueSet) -> re.Pattern[str] | None:
-    """One case-insensitive, whole-word pattern of the value set's code displays."""
-    names = sorted(
-        {d.strip().lower() for d in valueset.displays.values() if len(d.strip()) >= _MIN_NAME}
-    )
+    """One case-insensitive, whole-word pattern of the value set's code displays and its
+    absence words."""
+    displays = {d.strip().lower() for d in valueset.displays.values()}
+    names = sorted(n for n in displays | valueset.absence_words if len(n) >= _MIN_NAME)
     if not names:
         return None
     return re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b")

@@ -94,6 +94,12 @@ class ValueSetFile(_Schema):
         description="SNOMED CT concepts held with their descendants "
         "(knowledge/terminology/snomed-descendants.yaml, or a site's import)",
     )
+    absence_words: tuple[str, ...] = Field(
+        (),
+        description="words that name a member in free text, as the code displays do: they may "
+        "hold back a claim that the set is absent when an entry has no code the service can "
+        "read, and never make a fact hold (docs/record-reading.md)",
+    )
 
     _check_id = field_validator("id")(classmethod(lambda cls, v: _kebab(v)))
 

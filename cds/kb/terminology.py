@@ -72,6 +72,8 @@ class CompiledValueSet:
     codes: frozenset[tuple[str, str]]
     prefixes: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     displays: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
+    # words that may hold back an absence claim about the set (ValueSetFile.absence_words)
+    absence_words: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     def contains(self, system: str | None, code: str | None) -> bool:
         if system is None or code is None:

@@ -17,10 +17,10 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 RULE = "hr-positive-metastatic-without-endocrine-therapy"
 
 
-def _absent_lines(knowledge: Knowledge, case_name: str) -> tuple[str, ...] | None:
-    case = next(c for c in knowledge.cases[RULE] if c.name == case_name)
+def _absent_lines(knowledge: Knowledge, case_name: str, rule: str = RULE) -> tuple[str, ...] | None:
+    case = next(c for c in knowledge.cases[rule] if c.name == case_name)
     record = indexed_record(knowledge, case_resources(knowledge, case), NOW)
-    evaluation = evaluate(knowledge, [knowledge.rules[RULE]], record)
+    evaluation = evaluate(knowledge, [knowledge.rules[rule]], record)
     return evaluation.fired[0].absent if evaluation.fired else None
 
 
@@ -37,6 +37,23 @@ def test_an_unresolved_reference_is_named_too(knowledge: Knowledge) -> None:
     absent = _absent_lines(knowledge, "in-unreadable-reference-named-in-the-card")
     assert absent is not None
     assert any("MedicationRequest/unresolved 'no text'" in a for a in absent)
+
+
+def test_an_imaging_study_with_only_a_local_code_is_named(knowledge: Knowledge) -> None:
+    rule = "mammogram-overdue-after-breast-cancer"
+    absent = _absent_lines(knowledge, "in-imaging-study-local-code-says-something-else", rule)
+    assert absent is not None
+    assert any("ImagingStudy/local-study 'ct chest w contrast'" in a for a in absent)
+
+
+def test_an_old_unreadable_entry_is_not_what_a_recent_absence_is_about(
+    knowledge: Knowledge,
+) -> None:
+    """Outside the claim's window an unreadable entry neither holds the claim back nor is named."""
+    rule = "mammogram-overdue-after-breast-cancer"
+    absent = _absent_lines(knowledge, "in-procedure-text-only-mammogram-too-old", rule)
+    assert absent is not None
+    assert not any("could not be read" in a for a in absent)
 
 
 def test_without_unclassified_entries_the_claim_is_plain(knowledge: Knowledge) -> None:

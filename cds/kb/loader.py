@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from cds.errors import KnowledgeError
 from cds.kb.card_parts import CardParts, compile_card_parts
-from cds.kb.code_systems import SNOMED, SYSTEM_SHORTHANDS
+from cds.kb.code_systems import RXNORM, SNOMED, SYSTEM_SHORTHANDS
 from cds.kb.fact_kinds import KINDS
 from cds.kb.finding_relations import overlap_problems
 from cds.kb.logic import Node, walk
@@ -206,7 +206,7 @@ def load_knowledge(
     problems = _Problems(knowledge_dir.parent)
     source = _load_source(knowledge_dir / "sources.yaml", problems)
     valueset_files = _load_many(knowledge_dir / "valuesets", ValueSetFile, problems)
-    ingredients = _load_ingredients(
+    ingredients, brands = _load_ingredients(
         knowledge_dir / "terminology" / "rxnorm-ingredients.yaml", problems
     )
     descendants = _load_descendants(
@@ -215,12 +215,17 @@ def load_knowledge(
     if site_terminology is not None:
         if not site_terminology.is_dir():
             problems.add(site_terminology, "CDS_TERMINOLOGY_DIR is not a folder")
-        ingredients |= _load_ingredients(site_terminology / "rxnorm-ingredients.yaml", problems)
+        site_ingredients, site_brands = _load_ingredients(
+            site_terminology / "rxnorm-ingredients.yaml", problems
+        )
+        ingredients |= site_ingredients
+        for ingredient, names in site_brands.items():
+            brands.setdefault(ingredient, set()).update(names)
         descendants |= _load_descendants(
             site_terminology / "snomed-descendants.yaml", "site", problems
         )
     valuesets = _compile_valuesets(
-        valueset_files, knowledge_dir / "valuesets", problems, descendants
+        valueset_files, knowledge_dir / "valuesets", problems, descendants, brands
     )
     templates = _load_many(cards_dir / "templates", CardTemplate, problems)
     override_reasons = _load_override_reasons(cards_dir / "override-reasons.yaml", problems)
@@ -394,7 +399,12 @@ def _compile_valuesets(
     folder: Path,
     problems: _Problems,
     descendants: Descendants | None = None,
+    brands: dict[str, set[str]] | None = None,
 ) -> dict[str, CompiledValueSet]:
+    """Each value set's codes, families and displays, through its includes. Its absence words
+    are its own, its includes', and the brand names of the RxNorm ingredients it holds (from
+    the product table's branded products), which name the medicine in free text as well as the
+    ingredient's display does."""
     compiled: dict[str, CompiledValueSet] = {}
     descendants = descendants or {}
 
@@ -468,39 +478,57 @@ def _compile_valuesets(
                 found |= words(included, seen)
         return found
 
+    brands = brands or {}
     for vs_id, vs in files.items():
         codes, prefixes, displays = expand(vs_id, (vs_id,))
+        branded = {
+            name for system, code in codes if system == RXNORM for name in brands.get(code, ())
+        }
         compiled[vs_id] = CompiledValueSet(
             id=vs_id,
             title=vs.title,
             codes=frozenset(codes),
             prefixes=frozenset(prefixes),
             displays=displays,
-            absence_words=frozenset(words(vs_id, set())),
+            absence_words=frozenset(words(vs_id, set()) | branded),
         )
     return compiled
 
 
-def _load_ingredients(path: Path, problems: _Problems) -> dict[str, tuple[str, ...]]:
-    if not path.exists():
-        return {}
-    data = _read_yaml(path, problems)
+# RxNorm names a branded product's brand last, in brackets: "letrozole 2.5 MG Oral Tablet [Femara]".
+_BRAND = re.compile(r"\[([^\[\]]+)\]\s*$")
+
+
+def _load_ingredients(
+    path: Path, problems: _Problems
+) -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
+    """The product table: product -> its ingredients, and ingredient -> the brand names of its
+    branded products (lower case)."""
     out: dict[str, tuple[str, ...]] = {}
+    brands: dict[str, set[str]] = {}
+    if not path.exists():
+        return out, brands
+    data = _read_yaml(path, problems)
     if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
         problems.add(path, "expected 'products: {<rxcui>: [tty, [ingredients], [sources], name]}'")
-        return out
+        return out, brands
     for product, entry in data["products"].items():
         # A generated row is [tty, [ingredients], [sources], name]; a hand-written one may be
         # a mapping {display, ingredients}.
+        name: Any = None
         if isinstance(entry, list) and len(entry) == 4:
-            ingredients = entry[1]
+            ingredients, name = entry[1], entry[3]
         else:
             ingredients = entry.get("ingredients") if isinstance(entry, dict) else None
         if not isinstance(ingredients, list):
             problems.add(path, f"products.{product}: needs an ingredients list")
             continue
         out[str(product)] = tuple(str(i) for i in ingredients)
-    return out
+        brand = _BRAND.search(name) if isinstance(name, str) else None
+        if brand is not None:
+            for ingredient in out[str(product)]:
+                brands.setdefault(ingredient, set()).add(brand.group(1).strip().lower())
+    return out, brands
 
 
 def _load_override_reasons(path: Path, problems: _Problems) -> dict[str, OverrideReasonSpec]:

@@ -29,7 +29,8 @@ def test_the_card_names_the_entry_it_could_not_read(knowledge: Knowledge) -> Non
     assert absent is not None
     line = next(a for a in absent if "could not be read by code" in a)
     assert (
-        "1 entry could not be read by code: MedicationStatement/femara-text 'femara 2.5 mg'" in line
+        "1 entry could not be read by code: MedicationStatement/hormone-text "
+        "'hormone blocker 1 tab daily'" in line
     )
 
 

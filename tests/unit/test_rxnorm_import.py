@@ -27,6 +27,7 @@ _CONCEPTS = [
     ("9900003", "GPCK", "{30 (tamoxifen 2 MG/ML Oral Solution) } Pack", "N"),
     ("9900004", "BPCK", "{30 (tamoxifen 10 MG Oral Tablet [Nolvadex]) } Pack [Nolvadex]", "N"),
     ("9900005", "SCD", "tamoxifen 5 MG Oral Tablet", "O"),  # obsolete: left out
+    ("9900006", "SBD", "tamoxifen 2 MG/ML Oral Solution [Soltamox]", "N"),
     ("161", "IN", "acetaminophen", "N"),
     ("315266", "SCDC", "acetaminophen 500 MG", "N"),
     ("198440", "SCD", "acetaminophen 500 MG Oral Tablet", "N"),
@@ -42,6 +43,7 @@ _RELATIONS = [
     ("1168101", "inverse_isa", "105630"),
     ("10324", "has_ingredient", "9900001"),
     ("9900001", "consists_of", "9900002"),
+    ("9900006", "tradename_of", "9900002"),
     ("9900002", "contained_in", "9900003"),
     ("105630", "contained_in", "9900004"),
     ("9900005", "consists_of", "330520"),
@@ -74,10 +76,19 @@ def _table(text: str) -> dict[str, list[object]]:
 def test_every_product_of_the_ingredient_is_written(tmp_path: Path) -> None:
     text, count = import_rxnorm(write_release(tmp_path / "rel"), {"10324", "2119713"})
     products = _table(text)
-    tamoxifen = {"198240", "105630", "1164215", "1168101", "9900002", "9900003", "9900004"}
+    tamoxifen = {
+        "198240",
+        "105630",
+        "1164215",
+        "1168101",
+        "9900002",
+        "9900003",
+        "9900004",
+        "9900006",
+    }
     assert {c for c, p in products.items() if p[1] == ["10324"]} == tamoxifen
     assert products["2119717"][1] == ["2119713"]
-    assert count == len(products) == 8
+    assert count == len(products) == 9
     assert "198440" not in products  # acetaminophen is no value-set ingredient here
     assert "9900005" not in products  # obsolete
     assert products["1168101"][0] == "SBDG"
@@ -104,6 +115,9 @@ def test_the_command_writes_a_site_table_the_knowledge_merges(
     assert "9900002" not in shipped.ingredients
     assert merged.ingredients["9900002"] == ("10324",)
     assert set(shipped.ingredients) - {"9900002"} <= set(merged.ingredients)
+    # a brand of the site's table names the medicine in free text (honest absence only)
+    assert "soltamox" not in shipped.valuesets["endocrine-therapy-agents"].absence_words
+    assert "soltamox" in merged.valuesets["endocrine-therapy-agents"].absence_words
 
 
 def test_the_command_needs_a_site_folder(

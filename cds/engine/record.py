@@ -151,11 +151,14 @@ class PatientRecord:
     ) -> PatientRecord:
         """Index ``resources``. Given the knowledge's code ``index``, a resource none of whose
         codes falls in any value set is left out, unless its kind is read whole
-        (``kinds_read_whole``): no rule could find it, and a long record is mostly such codes."""
+        (``kinds_read_whole``): no rule could find it, and a long record is mostly such codes.
+        A resource whose type and id came already (a page sent twice, an entry under two keys)
+        is skipped: counted once, it cannot make "at least two" of anything."""
         record = cls(patient=None, now=now, _index=index, _whole_kinds=kinds_read_whole)
         ingredients = ingredients or {}
         medications: dict[str, dict[str, Any]] = {}
         pending: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
         for resource in resources:
             if not isinstance(resource, dict):
                 record.skipped += 1
@@ -176,6 +179,12 @@ class PatientRecord:
                 if patient_id and not belongs_to(resource, patient_id):
                     record.skipped += 1
                     continue
+                rid = resource.get("id")
+                if type(rid) is str:
+                    if (rtype, rid) in seen:
+                        record.skipped += 1
+                        continue
+                    seen.add((rtype, rid))
                 pending.append(resource)
         drafts: list[dict[str, Any]] = []
         for resource in draft_orders:

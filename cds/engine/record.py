@@ -128,6 +128,7 @@ class PatientRecord:
         default_factory=lambda: defaultdict(dict)
     )
     _found: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
+    _all: dict[str, list[Item]] = field(default_factory=dict)  # kind -> all_of(kind)
     _count: int = 0
     # With an index, resources no rule can ask about are left out (see ``build``).
     _index: CodeIndex | None = None
@@ -151,14 +152,11 @@ class PatientRecord:
     ) -> PatientRecord:
         """Index ``resources``. Given the knowledge's code ``index``, a resource none of whose
         codes falls in any value set is left out, unless its kind is read whole
-        (``kinds_read_whole``): no rule could find it, and a long record is mostly such codes.
-        A resource whose type and id came already (a page sent twice, an entry under two keys)
-        is skipped: counted once, it cannot make "at least two" of anything."""
+        (``kinds_read_whole``): no rule could find it, and a long record is mostly such codes."""
         record = cls(patient=None, now=now, _index=index, _whole_kinds=kinds_read_whole)
         ingredients = ingredients or {}
         medications: dict[str, dict[str, Any]] = {}
         pending: list[dict[str, Any]] = []
-        seen: set[tuple[str, str]] = set()
         for resource in resources:
             if not isinstance(resource, dict):
                 record.skipped += 1
@@ -179,12 +177,6 @@ class PatientRecord:
                 if patient_id and not belongs_to(resource, patient_id):
                     record.skipped += 1
                     continue
-                rid = resource.get("id")
-                if type(rid) is str:
-                    if (rtype, rid) in seen:
-                        record.skipped += 1
-                        continue
-                    seen.add((rtype, rid))
                 pending.append(resource)
         drafts: list[dict[str, Any]] = []
         for resource in draft_orders:
@@ -282,7 +274,8 @@ class PatientRecord:
         )
 
     def find(self, kind: str, valueset: CompiledValueSet) -> list[Item]:
-        """Every item of ``kind`` with a code in ``valueset``, in record order, once each.
+        """Every item of ``kind`` with a code in ``valueset``, in record order, once each (and
+        a resource sent twice, same type and id, once: see :func:`_once_each`).
 
         Codes match exactly (ICD-10-CM after removing the dot); only a declared family
         (``valueset.prefixes``) matches the codes under it. Record order, not the value set's
@@ -314,7 +307,7 @@ class PatientRecord:
         elif len(hits) == 1:
             found = list(hits.values())
         else:
-            found = [hits[seq] for seq in sorted(hits)]
+            found = _once_each([hits[seq] for seq in sorted(hits)])
         self._found[cache_key] = found
         return found
 
@@ -329,7 +322,11 @@ class PatientRecord:
         return self._by_code.get(kind, {}).keys(), self._by_prefix.get(kind, {}).keys()
 
     def all_of(self, kind: str) -> list[Item]:
-        return self.items.get(kind, [])
+        """Every item of ``kind``, in record order, a resource sent twice once."""
+        found = self._all.get(kind)
+        if found is None:
+            found = self._all[kind] = _once_each(self.items.get(kind, []))
+        return found
 
     # --- the Patient resource ---------------------------------------------------------------
 
@@ -444,6 +441,24 @@ def _listed(value: Any) -> list[Any]:
 # Systems whose codes the service classifies when no index says which (a record built without
 # the knowledge's code index, as some tests and tools do).
 _DEFAULT_SYSTEMS = frozenset({SNOMED, LOINC, ICD10CM, RXNORM})
+
+
+def _once_each(items: list[Item]) -> list[Item]:
+    """``items`` without a second resource of the same type and id (a page sent twice, an entry
+    under two keys): counted twice, one headache would be "recurrent headaches". Done where
+    items are looked up, not while indexing, since it matters only where two items match."""
+    if len(items) < 2:
+        return items
+    seen: set[tuple[str, str]] = set()
+    once: list[Item] = []
+    for item in items:
+        if item.id:
+            key = (item.rtype, item.id)
+            if key in seen:
+                continue
+            seen.add(key)
+        once.append(item)
+    return once
 
 
 def _classifiable(

@@ -98,3 +98,16 @@ def test_a_kind_held_only_without_codes_matches_nothing_and_is_remembered() -> N
     assert record.find("condition", valueset) == []
     assert record.find("procedure", valueset) == []
     assert record._found == {("condition", "vs"): [], ("procedure", "vs"): []}
+
+
+def test_a_resource_sent_twice_is_found_once() -> None:
+    """Same type and id twice (a page sent twice): one item, so "at least two" does not hold.
+    Resources without an id cannot be told apart and are all kept."""
+    headache = {"system": SNOMED, "code": "25064002"}
+    twice = {"resourceType": "Condition", "id": "h1", "code": {"coding": [headache]}}
+    unnamed = {"resourceType": "Condition", "code": {"coding": [headache]}}
+    other = {"resourceType": "Condition", "id": "h2", "code": {"coding": [headache]}}
+    record = PatientRecord.build([twice, dict(twice), unnamed, dict(unnamed), other], now=NOW)
+    valueset = CompiledValueSet(id="vs", title="vs", codes=frozenset({(SNOMED, "25064002")}))
+    assert [i.id for i in record.find("condition", valueset)] == ["h1", "", "", "h2"]
+    assert [i.id for i in record.all_of("condition")] == ["h1", "", "", "h2"]

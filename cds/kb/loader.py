@@ -410,8 +410,9 @@ def _compile_valuesets(
 
     def expand(
         vs_id: str, stack: tuple[str, ...]
-    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]], dict[tuple[str, str], str]]:
+    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]], dict[tuple[str, str], str], set[str]]:
         vs = files[vs_id]
+        words = {word.strip().lower() for word in vs.absence_words if word.strip()}
         codes: set[tuple[str, str]] = set()
         prefixes: set[tuple[str, str]] = set()
         displays: dict[tuple[str, str], str] = {}
@@ -463,24 +464,16 @@ def _compile_valuesets(
             elif included in stack:
                 problems.add(folder / f"{vs_id}.yaml", f"include: cycle through {included!r}")
             else:
-                c, p, d = expand(included, (*stack, included))
+                c, p, d, w = expand(included, (*stack, included))
                 codes |= c
                 prefixes |= p
                 displays.update(d)
-        return codes, prefixes, displays
-
-    def words(vs_id: str, seen: set[str]) -> set[str]:
-        """The set's absence words and those of the sets it includes."""
-        seen.add(vs_id)
-        found = {word.strip().lower() for word in files[vs_id].absence_words if word.strip()}
-        for included in files[vs_id].include:
-            if included in files and included not in seen:
-                found |= words(included, seen)
-        return found
+                words |= w
+        return codes, prefixes, displays, words
 
     brands = brands or {}
     for vs_id, vs in files.items():
-        codes, prefixes, displays = expand(vs_id, (vs_id,))
+        codes, prefixes, displays, words = expand(vs_id, (vs_id,))
         branded = {
             name for system, code in codes if system == RXNORM for name in brands.get(code, ())
         }
@@ -490,7 +483,7 @@ def _compile_valuesets(
             codes=frozenset(codes),
             prefixes=frozenset(prefixes),
             displays=displays,
-            absence_words=frozenset(words(vs_id, set()) | branded),
+            absence_words=frozenset(words | branded),
         )
     return compiled
 

@@ -3,6 +3,7 @@ expansion only, LOINC, system aliases, and RxNorm products matched through their
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,6 +140,14 @@ def test_value_set_include_brings_in_the_included_codes(kb: Knowledge) -> None:
     assert _fires_on(kb, "bone-symptoms", condition("p", SNOMED, "12584003", "2026-05-01"))
     assert _fires_on(kb, "bone-symptoms", condition("f", SNOMED, "268029009", "2026-05-01"))
     assert not _fires_on(kb, "bone-pain", condition("f", SNOMED, "268029009", "2026-05-01"))
+
+
+def test_absence_words_come_through_include(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.valuesets["bone-pain"]["absence_words"] = ["Ossalgia "]
+    kb = tree.load()
+    assert kb.valuesets["bone-pain"].absence_words == frozenset({"ossalgia"})
+    assert "ossalgia" in kb.valuesets["bone-symptoms"].absence_words  # it includes bone-pain
 
 
 def _medication_request(code: str, status: str = "active") -> dict[str, Any]:

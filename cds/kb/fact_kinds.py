@@ -57,7 +57,7 @@ class PrefetchQuery:
     params: str = ""
     by_code: bool = False
     # ask only for the elements the service reads (``_elements``, see :func:`read_elements`)
-    read_only: bool = False
+    elements_read_only: bool = False
 
 
 Path = tuple[str, ...]
@@ -354,7 +354,7 @@ _BUILT_IN: tuple[FactKind, ...] = (
             PrefetchQuery("diagnosticReports", "DiagnosticReport", by_code=True),
             # A study's series and instances (most of its bytes: a Synthea chart's studies
             # are megabytes) are never read, and a study has no code search: ask for what is.
-            PrefetchQuery("imagingStudies", "ImagingStudy", read_only=True),
+            PrefetchQuery("imagingStudies", "ImagingStudy", elements_read_only=True),
         ),
         absence_claimed=True,
     ),

@@ -83,7 +83,7 @@ def plan_prefetch(
                         codes.update(f"{system}|{code}" for system, code in valueset.codes)
                     continue
                 template = f"{query.resource_type}?patient={_PATIENT}{query.params}"
-                if query.read_only:
+                if query.elements_read_only:
                     elements = read_elements(KINDS[kind], query.resource_type)
                     template += f"&_elements={','.join(elements)}"
                 keys.setdefault(query.key, PrefetchKey(query.key, template, query.resource_type))

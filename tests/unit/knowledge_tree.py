@@ -31,12 +31,6 @@ PATIENT: dict[str, Any] = {
     "birthDate": "1960-06-15",
 }
 
-CONDITION_ACTIVE = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
-    ]
-}
-
 
 def _code(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display, "verified": "U"}

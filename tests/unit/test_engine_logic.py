@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from cds.kb.loader import Knowledge
+from tests.fhir_resources import ACTIVE
 from tests.unit.knowledge_tree import (
-    CONDITION_ACTIVE,
     ICD,
     LOINC,
     PATIENT,
@@ -332,7 +332,7 @@ def test_condition_without_clinical_status_is_active_unless_abated(kb: Knowledge
     node = {"condition": {"valueset": "bone-pain", "status": "active"}}
     assert _fires(kb, node, [bone_pain("2026-05-01")])
     assert not _fires(kb, node, [bone_pain("2026-05-01", abatementDateTime="2026-05-10")])
-    assert _fires(kb, node, [bone_pain("2026-05-01", clinicalStatus=CONDITION_ACTIVE)])
+    assert _fires(kb, node, [bone_pain("2026-05-01", clinicalStatus=ACTIVE)])
 
 
 @pytest.mark.parametrize(
